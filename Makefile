@@ -1,0 +1,44 @@
+# The two commands of the README, and their parts. Each target creates .venv itself.
+#   make demo   the main job on a bundled scenario, nothing to configure
+#   make test   lint, types, import contracts and the test suite (what CI runs)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+EXTRAS ?= dev
+PIP_FLAGS ?= --disable-pip-version-check --progress-bar off -q
+
+.PHONY: demo test lint typecheck imports pytest bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_FLAGS) -c constraints.txt -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p runs
+	$(BIN)/simenv run support/Refunds-v1 --split eval \
+		--policy oracle --policy null --policy random --out runs/demo.jsonl
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck imports pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/env_step.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

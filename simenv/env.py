@@ -1,0 +1,379 @@
+"""``MultiTurnEnv``: a Gymnasium environment for one scenario; its docstrings are the contract."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import traceback
+from collections.abc import Mapping
+from dataclasses import replace
+from time import perf_counter
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from simenv.errors import InfraError, ResetNeeded, ScenarioError, ToolError
+from simenv.parsing import parse_action
+from simenv.scenario import Outcome, Scenario
+from simenv.spaces import AssistantAction, ChatObservation
+from simenv.tools.base import format_result
+from simenv.tools.sandbox import Sandbox
+from simenv.types import Action, Episode, Message, Step, Task, ToolCall, ToolResult
+
+__all__ = ["MultiTurnEnv"]
+
+_MAX_SEED = 2**31 - 1
+
+
+def _mix(seed: int) -> int:
+    """A cheap, well-spread integer hash of the seed (splitmix64's finaliser)."""
+    z = (seed + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
+class MultiTurnEnv(gym.Env[list[Message], Action]):
+    """A multi-turn tool-use environment with exactly Gymnasium's contract.
+
+    One episode = one task of the scenario. The agent sees chat messages and answers with
+    assistant turns; each tool call it makes is executed and answered with a ``role: "tool"``
+    message. The episode ends when the agent answers without a tool call (or calls one of the
+    scenario's ``finish_tools``); the ``TimeLimit`` wrapper truncates it at ``max_turns``.
+
+    One seed drives everything random in an episode (task choice, starting state, tool
+    randomness): the same seed and the same actions give the same transcript, state hash and
+    reward.
+
+    Build it with :func:`simenv.make`, which adds the standard wrappers, or directly as
+    ``MultiTurnEnv(scenario)`` (no turn limit).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012 - gymnasium's API
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        split: Literal["train", "eval"] | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        """Create the environment.
+
+        Args:
+            scenario: What to simulate.
+            split: Draw tasks from this split only when ``reset`` gets no ``task_id``
+                (``None``: all tasks).
+            render_mode: ``None`` or ``"ansi"`` (``render()`` returns the transcript as text).
+        """
+        if render_mode not in (None, "ansi"):
+            raise ScenarioError(f"render_mode must be None or 'ansi', not {render_mode!r}")
+        self.scenario = scenario
+        self.split = split
+        self.render_mode = render_mode
+        self.observation_space = ChatObservation()
+        self.action_space = AssistantAction([t.name for t in scenario.tools])
+        self._tools = {t.name: t for t in scenario.tools}
+        self._finish = frozenset(scenario.finish_tools)
+        self._schemas = scenario.tool_schemas()
+        self._tool_list = ", ".join(self._tools) or "(none)"
+        self._tasks = scenario.split(split)
+        if not self._tasks:
+            raise ScenarioError(f"scenario {scenario.id!r} has no tasks in split {split!r}")
+        self._plan = {
+            t.name: [(p, a is np.random.Generator) for p, a in t.injected.items()]
+            for t in scenario.tools
+        }
+        self._inject: dict[str, dict[str, Any]] = {}
+        self._task: Task | None = None
+        self._seed = 0
+        self._sandbox: Sandbox | None = None
+        self._messages: list[Message] = []
+        self._steps: list[Step] = []
+        self._turn = 0
+        self._needs_reset = True
+        self._termination = "unfinished"
+        self._valid = True
+        self._error: str | None = None
+        self._reward = 0.0
+        self._components: dict[str, float] = {}
+        self._evaluation: float | None = None
+        self._episode_id = ""
+
+    # ------------------------------------------------------------------ the contract
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[list[Message], dict[str, Any]]:
+        """Start an episode.
+
+        Args:
+            seed: The episode seed. ``None`` draws one from the environment's generator (itself
+                seeded by the last seed given), so a seeded sequence of resets is reproducible.
+                The seed actually used is returned in ``info["seed"]``.
+            options: ``{"task_id": ...}`` picks the task; otherwise the seed picks one from the
+                split.
+
+        Returns:
+            ``(observation, info)``. ``observation`` is the list of initial messages (system,
+            then user). ``info`` holds ``scenario_id``, ``task_id``, ``seed``, ``episode_id``,
+            ``max_turns`` and ``tools`` (the OpenAI tool schemas, shared read-only).
+        """
+        if seed is None:
+            if self._np_random is None:
+                seed = secrets.randbelow(_MAX_SEED)
+            else:
+                seed = int(self._np_random.integers(0, _MAX_SEED))
+        elif not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
+            raise ScenarioError(f"seed must be a non-negative int or None, got {seed!r}")
+        seed = int(seed)
+        # The episode's generator is also the env's np_random (Gymnasium's seeding contract):
+        # building one generator per reset instead of two keeps resets cheap.
+        rng = np.random.Generator(np.random.PCG64(seed))
+        self._np_random, self._np_random_seed = rng, seed
+        task_id = (options or {}).get("task_id")
+        if task_id is not None:
+            task = self.scenario.task(str(task_id))
+        else:
+            task = self._tasks[_mix(seed) % len(self._tasks)]
+        self._close_sandbox()
+        self._sandbox = self._build_sandbox(task, rng)
+        self._inject = {
+            name: {p: (rng if is_rng else self._sandbox) for p, is_rng in params}
+            for name, params in self._plan.items()
+            if params
+        }
+        self._task, self._seed = task, seed
+        self._episode_id = hashlib.sha1(
+            f"{self.scenario.id}|{task.id}|{seed}".encode()
+        ).hexdigest()[:16]
+        observation: list[Message] = [
+            {"role": "system", "content": self.scenario.system_prompt},
+            {"role": "user", "content": self._prompt(task)},
+        ]
+        self._messages = list(observation)
+        self._steps = []
+        self._turn = 0
+        self._needs_reset = False
+        self._termination = "unfinished"
+        self._valid, self._error = True, None
+        self._reward, self._components, self._evaluation = 0.0, {}, None
+        info = {
+            "scenario_id": self.scenario.id,
+            "task_id": task.id,
+            "seed": seed,
+            "episode_id": self._episode_id,
+            "max_turns": self.scenario.max_turns,
+            "tools": list(self._schemas),
+        }
+        return observation, info
+
+    def step(self, action: Action) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
+        """Play one assistant turn.
+
+        Args:
+            action: An assistant message dict (OpenAI ``tool_calls`` allowed) or the model's raw
+                text (Hermes/Qwen ``<tool_call>`` blocks). Malformed calls never raise: each is
+                answered with a ``role: "tool"`` error message the agent can read.
+
+        Returns:
+            ``(observation, reward, terminated, truncated, info)``:
+
+            - ``observation``: only the NEW messages: the assistant turn as recorded, then one
+              tool message per call, in order.
+            - ``reward``: 0.0 until the episode ends, then the scenario's reward.
+            - ``terminated``: the agent ended the episode (answered without a tool call, or a
+              finish tool succeeded), or the environment failed (``info["valid"]`` False).
+            - ``truncated``: always False here; the ``TimeLimit`` wrapper truncates.
+            - ``info``: ``turn``; at the end also ``termination``, ``valid``, ``evaluation``
+              and ``reward_components``.
+
+        Raises:
+            ResetNeeded: Called before ``reset`` or after the episode ended.
+        """
+        if self._needs_reset:
+            raise ResetNeeded(
+                "step() called before reset() or after the episode ended; call reset() first"
+            )
+        self._turn = turn = self._turn + 1
+        parsed = parse_action(action, f"call_{turn}")
+        observation: list[Message] = [parsed.message]
+        results: list[ToolResult] = []
+        finished = False
+        try:
+            for call in parsed.tool_calls:
+                result = self._call(call)
+                results.append(result)
+                observation.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": result.tool_call_id,
+                        "name": result.name,
+                        "content": result.content,
+                    }
+                )
+                if not result.is_error and call.name in self._finish:
+                    finished = True
+        except InfraError as exc:
+            self._valid, self._error = False, str(exc)
+        self._messages += observation
+        self._steps.append(Step(turn, parsed.message, parsed.tool_calls, tuple(results)))
+        info: dict[str, Any] = {"turn": turn}
+        if not self._valid:
+            reward, end = self.end_episode("infra_error")
+        elif finished or not parsed.tool_calls:
+            reward, end = self.end_episode("finish_tool" if finished else "answer")
+        else:
+            return observation, 0.0, False, False, info
+        info.update(end)
+        return observation, reward, True, False, info
+
+    def end_episode(self, termination: str) -> tuple[float, dict[str, Any]]:
+        """End the episode now and score it (used by ``step`` and by ``TimeLimit``).
+
+        Returns:
+            ``(reward, info)``: the final reward and the end-of-episode info fields.
+        """
+        self._needs_reset = True
+        self._termination = termination
+        if self._valid:
+            outcome = self.outcome()
+            raw = self.scenario.reward(outcome)
+            if isinstance(raw, Mapping):
+                self._components = {str(k): float(v) for k, v in raw.items()}
+                self._reward = float(sum(self._components.values()))
+            else:
+                self._reward = float(raw)
+            self._evaluation = float(self.scenario.evaluate(outcome))
+        if self._steps:
+            self._steps[-1] = replace(
+                self._steps[-1],
+                reward=self._reward,
+                terminated=termination != "max_turns",
+                truncated=termination == "max_turns",
+            )
+        return self._reward, {
+            "termination": termination,
+            "valid": self._valid,
+            "error": self._error,
+            "evaluation": self._evaluation,
+            "reward_components": dict(self._components),
+        }
+
+    def render(self) -> str | None:
+        """The transcript so far as text (``render_mode="ansi"``), else ``None``."""
+        if self.render_mode != "ansi":
+            return None
+        lines = []
+        for m in self._messages:
+            lines.append(f"[{m['role']}] {m.get('content', '')}")
+            for c in m.get("tool_calls") or ():
+                lines.append(f"  -> {c['function']['name']}({c['function']['arguments']})")
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        """Release the episode's resources. Safe to call more than once."""
+        self._close_sandbox()
+        self._needs_reset = True
+
+    # ------------------------------------------------------------------ records
+    @property
+    def state(self) -> Sandbox | None:
+        """The live sandbox of the current episode (``None`` without one)."""
+        return self._sandbox
+
+    @property
+    def task(self) -> Task | None:
+        """The task of the current episode."""
+        return self._task
+
+    def initial_state(self) -> Sandbox | None:
+        """A fresh copy of this episode's starting state, rebuilt from its seed."""
+        if self._task is None:
+            raise ResetNeeded("no episode yet; call reset() first")
+        return self._build_sandbox(self._task, np.random.Generator(np.random.PCG64(self._seed)))
+
+    def outcome(self) -> Outcome:
+        """The current episode as the reward and evaluation see it."""
+        if self._task is None:
+            raise ResetNeeded("no episode yet; call reset() first")
+        return Outcome(
+            task=self._task,
+            final=self._sandbox,
+            messages=tuple(self._messages),
+            steps=tuple(self._steps),
+            termination=self._termination,
+            seed=self._seed,
+            _rebuild_initial=self.initial_state,
+        )
+
+    def episode(self, policy: dict[str, Any] | None = None) -> Episode:
+        """The record of the current (usually finished) episode."""
+        if self._task is None:
+            raise ResetNeeded("no episode yet; call reset() first")
+        return Episode(
+            scenario_id=self.scenario.id,
+            task_id=self._task.id,
+            seed=self._seed,
+            messages=tuple(self._messages),
+            steps=tuple(self._steps),
+            reward=self._reward,
+            reward_components=dict(self._components),
+            evaluation=self._evaluation,
+            termination=self._termination,
+            valid=self._valid,
+            error=self._error,
+            episode_id=self._episode_id,
+            scenario_version=self.scenario.version,
+            policy=dict(policy or {}),
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _build_sandbox(self, task: Task, rng: np.random.Generator) -> Sandbox | None:
+        if self.scenario.sandbox is None:
+            return None
+        sandbox = self.scenario.sandbox()
+        sandbox.setup(rng, task)
+        return sandbox
+
+    def _prompt(self, task: Task) -> str:
+        render = self.scenario.render_prompt
+        return task.prompt if render is None else render(task, self._sandbox)
+
+    def _close_sandbox(self) -> None:
+        if self._sandbox is not None:
+            sandbox, self._sandbox = self._sandbox, None
+            sandbox.close()
+
+    def _call(self, call: ToolCall) -> ToolResult:
+        if call.error is not None:
+            return ToolResult(call.id, call.name, f"Error: {call.error}", True, "error")
+        tool = self._tools.get(call.name)
+        if tool is None:
+            return ToolResult(
+                call.id,
+                call.name,
+                f"Error: unknown tool {call.name[:100]!r}. Available tools: {self._tool_list}.",
+                True,
+                "error",
+            )
+        start = perf_counter()
+        try:
+            kwargs = tool.validate(call.arguments)
+            injected = self._inject.get(call.name)
+            if injected:
+                kwargs.update(injected)
+            content, is_error = format_result(tool.fn(**kwargs)), False
+        except ToolError as exc:
+            content, is_error = f"Error: {exc}", True
+        except InfraError:
+            raise
+        except Exception as exc:
+            where = traceback.format_exc(limit=-2)
+            raise InfraError(
+                f"tool {tool.name!r} raised {type(exc).__name__}: {exc}. This is a bug in the "
+                "tool, not the agent's fault: raise simenv.ToolError for agent mistakes.\n"
+                f"{where}"
+            ) from exc
+        latency = perf_counter() - start
+        return ToolResult(call.id, tool.name, content, is_error, tool.provenance, latency)

@@ -1,0 +1,315 @@
+"""Assistant output -> tool calls, and tool results -> ``role: "tool"`` messages.
+
+Two action forms are understood:
+
+* raw model text with Hermes/Qwen tool calls, any number per turn::
+
+      I will look that up.
+      <tool_call>{"name": "lookup_order", "arguments": {"order_id": "O-7"}}</tool_call>
+
+* an OpenAI assistant message dict with ``tool_calls``
+  (``{"id", "type": "function", "function": {"name", "arguments": "<JSON string>"}}``).
+  If such a dict has no ``tool_calls``, its ``content`` is parsed as text.
+
+Parsing never raises. A malformed call (bad JSON, no name, arguments that are not an object, an
+oversized payload, an unclosed tag, too many calls) becomes a :class:`~simenv.types.ToolCall`
+with ``error`` set; the environment answers it with a tool message carrying that error, so the
+agent can read what went wrong and try again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from simenv.types import Message, ToolCall
+
+__all__ = [
+    "MAX_CALLS_PER_TURN",
+    "MAX_CALL_CHARS",
+    "ParsedAction",
+    "format_tool_call",
+    "parse_action",
+    "parse_text",
+]
+
+MAX_CALL_CHARS = 65_536
+"""Largest accepted tool call payload, in characters; larger ones are answered with an error."""
+
+MAX_CALLS_PER_TURN = 32
+"""Most tool calls honoured in one turn; the rest are answered with an error."""
+
+OPEN_TAG = "<tool_call>"
+CLOSE_TAG = "</tool_call>"
+_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+# The shape models write almost always; matching it lets the arguments' own text be kept as the
+# OpenAI ``arguments`` string (no re-encoding). Anything else takes the general path.
+_SIMPLE_CALL = re.compile(
+    r'\s*\{\s*"name"\s*:\s*"([A-Za-z0-9_.-]{1,64})"\s*,\s*"arguments"\s*:\s*(\{.*\})\s*\}\s*',
+    re.DOTALL,
+)
+# One well-formed call with text around it: the common turn, parsed by one regex match.
+_ONE_CALL = re.compile(
+    r'(.*?)<tool_call>\s*\{\s*"name"\s*:\s*"([A-Za-z0-9_.-]{1,64})"\s*,\s*"arguments"\s*:\s*'
+    r"(\{.*?\})\s*\}\s*</tool_call>(.*)",
+    re.DOTALL,
+)
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_SCAN: Any = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 - json.loads minus its Python-level wrapper: 4x faster
+
+
+@dataclass(slots=True)
+class ParsedAction:
+    """An action, normalised.
+
+    Attributes:
+        message: The assistant message to append to the conversation: ``content`` without the
+            tool-call blocks, and ``tool_calls`` in OpenAI form (malformed calls included, so
+            every tool message has a matching call id).
+        tool_calls: The calls, in order.
+    """
+
+    message: Message
+    tool_calls: tuple[ToolCall, ...]
+
+
+def format_tool_call(name: str, arguments: dict[str, Any]) -> str:
+    """Render one call in the Hermes/Qwen text format (what a model is trained to write)."""
+    payload = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+    return f"{OPEN_TAG}{payload}{CLOSE_TAG}"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = text.strip().replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _decode_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
+    if raw is None:
+        return {}, None
+    if isinstance(raw, str):
+        if len(raw) > MAX_CALL_CHARS:
+            return {}, (
+                f"the arguments are {len(raw)} characters, over the limit of {MAX_CALL_CHARS}; "
+                "send shorter values"
+            )
+        if not raw.strip():
+            return {}, None
+        try:
+            raw = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            return {}, f"the arguments are not valid JSON ({exc}): {_short(raw)}"
+    if not isinstance(raw, dict):
+        return {}, f'"arguments" must be a JSON object, got {type(raw).__name__}'
+    return raw, None
+
+
+def _call_from_payload(payload: str, call_id: str) -> tuple[ToolCall, str | None]:
+    """The call in one ``<tool_call>`` payload, and the raw text of its arguments if known."""
+    if len(payload) <= MAX_CALL_CHARS:
+        simple = _SIMPLE_CALL.fullmatch(payload)
+        if simple is not None:
+            raw = simple.group(2)
+            try:
+                arguments, end = _SCAN(raw, 0)
+            except (StopIteration, ValueError, RecursionError):
+                pass  # the general path below gives the precise error
+            else:
+                if end == len(raw) and type(arguments) is dict:
+                    return ToolCall(call_id, simple.group(1), arguments), raw
+    return _general_call(payload, call_id), None
+
+
+def _general_call(payload: str, call_id: str) -> ToolCall:
+    if len(payload) > MAX_CALL_CHARS:
+        return ToolCall(
+            call_id,
+            "",
+            {},
+            f"the tool call is {len(payload)} characters, over the limit of {MAX_CALL_CHARS}; "
+            "send shorter arguments",
+        )
+    try:
+        obj = json.loads(payload)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return ToolCall(
+            call_id,
+            "",
+            {},
+            f"the tool call is not valid JSON ({exc}). Write exactly "
+            '<tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>; got: '
+            f"{_short(payload)}",
+        )
+    if not isinstance(obj, dict):
+        return ToolCall(
+            call_id,
+            "",
+            {},
+            'a tool call must be a JSON object with "name" and "arguments", got '
+            f"{type(obj).__name__}",
+        )
+    name = obj.get("name")
+    if not isinstance(name, str) or not name:
+        return ToolCall(
+            call_id,
+            "",
+            {},
+            'the tool call has no "name"; write {"name": "<tool>", "arguments": {...}}',
+        )
+    arguments, error = _decode_arguments(obj.get("arguments", obj.get("parameters")))
+    return ToolCall(call_id, name, arguments, error)
+
+
+def parse_text(text: str, id_prefix: str = "call") -> tuple[str, list[ToolCall]]:
+    """Split model text into (content without tool-call blocks, tool calls).
+
+    Call ids are ``f"{id_prefix}_{i}"`` in order of appearance.
+    """
+    content, calls, _ = _parse_text(text, id_prefix)
+    return content, calls
+
+
+def _parse_text(text: str, id_prefix: str) -> tuple[str, list[ToolCall], list[str | None]]:
+    if OPEN_TAG not in text:
+        return text, [], []
+    calls: list[ToolCall] = []
+    raws: list[str | None] = []
+    pieces: list[str] = []
+    end = 0
+    for match in _BLOCK.finditer(text):
+        pieces.append(text[end : match.start()])
+        end = match.end()
+        call, raw = _call_from_payload(match.group(1), f"{id_prefix}_{len(calls)}")
+        calls.append(call)
+        raws.append(raw)
+    pieces.append(text[end:])
+    content = "".join(pieces)
+    if OPEN_TAG in content:
+        tail = content[content.index(OPEN_TAG) :]
+        content = content[: content.index(OPEN_TAG)]
+        calls.append(
+            ToolCall(
+                f"{id_prefix}_{len(calls)}",
+                "",
+                {},
+                f"a {OPEN_TAG} tag is not closed; end every call with {CLOSE_TAG}. Got: "
+                f"{_short(tail)}",
+            )
+        )
+        raws.append(None)
+    return content.strip(), calls, raws
+
+
+def _parse_openai_calls(raw_calls: Any, id_prefix: str) -> list[ToolCall]:
+    if not isinstance(raw_calls, list | tuple):
+        return [ToolCall(f"{id_prefix}_0", "", {}, '"tool_calls" must be a list of calls')]
+    calls: list[ToolCall] = []
+    for i, raw in enumerate(raw_calls):
+        fallback_id = f"{id_prefix}_{i}"
+        if not isinstance(raw, dict):
+            calls.append(ToolCall(fallback_id, "", {}, "each tool call must be an object"))
+            continue
+        call_id = raw.get("id")
+        call_id = call_id if isinstance(call_id, str) and call_id else fallback_id
+        function = raw.get("function", raw)
+        if not isinstance(function, dict):
+            calls.append(ToolCall(call_id, "", {}, '"function" must be an object'))
+            continue
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            calls.append(ToolCall(call_id, "", {}, 'the tool call has no "function.name"'))
+            continue
+        arguments, error = _decode_arguments(function.get("arguments"))
+        calls.append(ToolCall(call_id, name, arguments, error))
+    return calls
+
+
+def _limit(calls: list[ToolCall]) -> list[ToolCall]:
+    if len(calls) <= MAX_CALLS_PER_TURN:
+        return calls
+    over = [
+        ToolCall(
+            c.id,
+            c.name,
+            {},
+            f"more than {MAX_CALLS_PER_TURN} tool calls in one turn; this one was not run",
+        )
+        for c in calls[MAX_CALLS_PER_TURN:]
+    ]
+    return calls[:MAX_CALLS_PER_TURN] + over
+
+
+def _openai_entry(call: ToolCall, raw: str | None = None) -> dict[str, Any]:
+    if raw is None:
+        raw = "{}" if call.error else _ENCODE(call.arguments)
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name or "invalid_tool_call", "arguments": raw},
+    }
+
+
+def _parse_one_call(text: str, id_prefix: str) -> ParsedAction | None:
+    """The fast path: exactly one simple, well-formed call; ``None`` sends it the general way."""
+    match = _ONE_CALL.fullmatch(text) if len(text) <= MAX_CALL_CHARS else None
+    if match is None:
+        return None
+    head, name, raw, tail = match.groups()
+    if OPEN_TAG in head or OPEN_TAG in tail:
+        return None
+    try:
+        arguments, end = _SCAN(raw, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    if end != len(raw) or type(arguments) is not dict:
+        return None
+    call_id = f"{id_prefix}_0"
+    content = f"{head}{tail}".strip() if head or tail else ""
+    message: Message = {
+        "role": "assistant",
+        "content": content,
+        "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": raw}}
+        ],
+    }
+    return ParsedAction(message, (ToolCall(call_id, name, arguments),))
+
+
+def parse_action(action: Any, id_prefix: str = "call") -> ParsedAction:
+    """Normalise an action (text or assistant dict) into a message and its tool calls.
+
+    Never raises: anything that is not text or a dict is treated as text via ``str()``.
+    """
+    raws: list[str | None] = []
+    if type(action) is str:
+        fast = _parse_one_call(action, id_prefix)
+        if fast is not None:
+            return fast
+        content, calls, raws = _parse_text(action, id_prefix)
+    elif isinstance(action, dict):
+        raw_content: Any = action.get("content")
+        if raw_content is None:
+            content = ""
+        elif isinstance(raw_content, str):
+            content = raw_content
+        elif isinstance(raw_content, list):
+            content = json.dumps(raw_content, default=str)
+        else:
+            content = str(raw_content)
+        raw_calls = action.get("tool_calls")
+        if raw_calls:
+            calls = _parse_openai_calls(raw_calls, id_prefix)
+        else:
+            content, calls, raws = _parse_text(content, id_prefix)
+    else:
+        content, calls, raws = _parse_text(str(action), id_prefix)
+    if len(calls) > MAX_CALLS_PER_TURN:
+        calls, raws = _limit(calls), raws[:MAX_CALLS_PER_TURN]
+    message: Message = {"role": "assistant", "content": content}
+    if calls:
+        if len(raws) < len(calls):
+            raws = raws + [None] * (len(calls) - len(raws))
+        message["tool_calls"] = [_openai_entry(c, r) for c, r in zip(calls, raws, strict=True)]
+    return ParsedAction(message, tuple(calls))

@@ -1,0 +1,351 @@
+"""The ``@tool`` decorator: a typed Python function becomes a tool the agent can call.
+
+The function's signature and Google-style docstring become the JSON schema the model sees.
+Arguments are validated against that schema before the function runs; a mismatch raises
+:class:`~simenv.errors.ToolArgumentError`, which the environment hands back to the agent as a
+readable tool message. Parameters whose annotation is an injectable type (a
+:class:`~simenv.tools.sandbox.Sandbox` subclass, ``numpy.random.Generator``, or any other
+:class:`Injectable`) are filled in by the environment and never appear in the schema.
+
+Prefer ``Literal[...]`` to ``Enum`` for closed sets of strings: validation is strict (``"5"`` is
+not an ``int``), and a ``Literal`` accepts the plain strings a model writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import re
+import typing
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal, NotRequired
+
+import numpy as np
+import pydantic
+from typing_extensions import TypedDict
+
+from simenv.errors import ScenarioError, ToolArgumentError
+
+__all__ = ["Effect", "Injectable", "Tool", "format_result", "parse_docstring", "tool"]
+
+Effect = Literal["read", "write"]
+
+_SECTION = re.compile(
+    r"^(Args|Arguments|Parameters|Returns|Return|Raises|Yields|Examples?|Notes?|Attributes)\s*:\s*$"
+)
+_ARG_LINE = re.compile(r"^(\*{0,2}\w+)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+
+class Injectable:
+    """Marker base: a parameter annotated with a subclass is injected, not shown to the agent."""
+
+
+def _is_injected(annotation: Any) -> bool:
+    if annotation is np.random.Generator:
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, Injectable)
+
+
+def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into (description, {argument: description}).
+
+    The description is everything before the first section, plus the ``Returns:`` text, so the
+    model reads what the tool does and what it gives back.
+    """
+    if not doc:
+        return "", {}
+    lines = inspect.cleandoc(doc).splitlines()
+    description: list[str] = []
+    returns: list[str] = []
+    args: dict[str, str] = {}
+    section: str | None = None
+    current: str | None = None
+    for raw in lines:
+        line = raw.rstrip()
+        header = _SECTION.match(line.strip()) if not line.startswith((" ", "\t")) else None
+        if header:
+            section = header.group(1).lower()
+            current = None
+            continue
+        if section is None:
+            description.append(line)
+        elif section in ("args", "arguments", "parameters"):
+            stripped = line.strip()
+            match = _ARG_LINE.match(stripped)
+            indent = len(line) - len(line.lstrip())
+            if match and indent <= 4:
+                current = match.group(1).lstrip("*")
+                args[current] = match.group(3).strip()
+            elif current and stripped:
+                args[current] = f"{args[current]} {stripped}".strip()
+        elif section in ("returns", "return") and line.strip():
+            returns.append(line.strip())
+    text = "\n".join(description).strip()
+    if returns:
+        text = f"{text}\n\nReturns: {' '.join(returns)}".strip()
+    return text, args
+
+
+def _strip_titles(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _strip_titles(v) for k, v in schema.items() if k != "title"}
+    if isinstance(schema, list):
+        return [_strip_titles(v) for v in schema]
+    return schema
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+_ENCODE_RESULT = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
+# Argument types checked in plain Python before falling back to pydantic (which then also
+# writes the error message): JSON type -> the exact Python types accepted.
+_SCALARS: dict[Any, tuple[type, ...]] = {
+    str: (str,),
+    int: (int,),
+    float: (float, int),
+    bool: (bool,),
+}
+
+
+def format_result(value: Any) -> str:
+    """Render a tool's return value as the text the agent reads.
+
+    Strings pass through unchanged, ``None`` becomes ``"OK"``, anything else is compact JSON.
+    """
+    if type(value) is str:
+        return value
+    if value is None:
+        return "OK"
+    return _ENCODE_RESULT(value)
+
+
+def _describe_error(err: Mapping[str, Any], params: list[str]) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
+    kind = err.get("type", "")
+    if kind == "missing":
+        return f"missing required argument {loc!r}"
+    if kind == "extra_forbidden":
+        allowed = ", ".join(params) or "no arguments"
+        return f"unexpected argument {loc!r} (this tool takes: {allowed})"
+    got = err.get("input")
+    shown = json.dumps(got, default=str)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"argument {loc!r}: {err.get('msg', 'invalid value')} (got {shown})"
+
+
+class Tool:
+    """A function the agent can call, with its schema, effect and injected parameters.
+
+    Build one with :func:`tool`. Calling the ``Tool`` object directly calls the function, which
+    keeps tools easy to unit-test.
+
+    Attributes:
+        name: The name the agent uses.
+        description: What the model reads about the tool.
+        parameters: JSON schema of the agent-visible arguments.
+        effect: ``"read"`` (must not change state) or ``"write"``.
+        injected: Injected parameter name -> its annotation (hidden from the schema).
+        provenance: Tool pattern recorded on each result (``sandbox``, ``live``, ...).
+        fn: The wrapped function.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        effect: Effect,
+        name: str | None = None,
+        description: str | None = None,
+        provenance: str | None = None,
+    ) -> None:
+        if effect not in ("read", "write"):
+            raise ScenarioError(
+                f"tool {fn.__name__!r}: effect must be 'read' or 'write', not {effect!r}"
+            )
+        self.fn = fn
+        self.name = name or fn.__name__
+        if not _NAME.match(self.name):
+            raise ScenarioError(
+                f"tool name {self.name!r} is not valid: use letters, digits, '_' or '-' "
+                "(at most 64 characters, not starting with a digit)"
+            )
+        self.effect: Effect = effect
+        doc_text, arg_docs = parse_docstring(fn.__doc__)
+        self.description = description if description is not None else doc_text
+        try:
+            hints = typing.get_type_hints(fn, include_extras=True)
+        except Exception as exc:  # a NameError from a forward reference, typically
+            raise ScenarioError(
+                f"tool {self.name!r}: cannot resolve its type annotations ({exc}); define the "
+                "types it names before the function"
+            ) from exc
+        fields: dict[str, Any] = {}
+        defaults: dict[str, Any] = {}
+        self.injected: dict[str, Any] = {}
+        for pname, param in inspect.signature(fn).parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ScenarioError(
+                    f"tool {self.name!r}: *args/**kwargs cannot be described to the model; "
+                    "list each argument with a type"
+                )
+            annotation = hints.get(pname, inspect.Parameter.empty)
+            if _is_injected(annotation):
+                self.injected[pname] = annotation
+                continue
+            if annotation is inspect.Parameter.empty:
+                raise ScenarioError(
+                    f"tool {self.name!r}: argument {pname!r} has no type annotation; add one "
+                    f"(e.g. `{pname}: str`) so the model knows what to send"
+                )
+            field_type: Any = Annotated[annotation, pydantic.Field(description=arg_docs.get(pname))]
+            if param.default is not param.empty:
+                defaults[pname] = param.default
+                field_type = NotRequired[field_type]
+            fields[pname] = field_type
+        self.arg_docs = arg_docs
+        self.argument_names = list(fields)
+        self._defaults = defaults
+        make_typed_dict: Any = TypedDict
+        arguments_type = make_typed_dict(f"{self.name}_arguments", fields)
+        arguments_type.__pydantic_config__ = pydantic.ConfigDict(
+            extra="forbid", strict=True, arbitrary_types_allowed=True
+        )
+        try:
+            adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(arguments_type)
+            schema = _strip_titles(adapter.json_schema())
+        except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError) as exc:
+            raise ScenarioError(
+                f"tool {self.name!r}: an argument type cannot be expressed as JSON schema "
+                f"({exc}); use JSON types (str, int, float, bool, list, dict, Literal)"
+            ) from exc
+        self._validate = adapter.validate_python
+        self._fast: dict[str, tuple[type, ...]] | None = None
+        if all(hints.get(p) in _SCALARS for p in fields):
+            self._fast = {p: _SCALARS[hints[p]] for p in fields}
+        self._required = frozenset(p for p in fields if p not in defaults)
+        schema.setdefault("properties", {})
+        for pname, value in defaults.items():
+            schema["properties"][pname]["default"] = value
+        schema["additionalProperties"] = False
+        self.parameters: dict[str, Any] = schema
+        self.provenance = provenance or ("sandbox" if self.injected else "live")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the wrapped function directly (no validation, nothing injected)."""
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r}, effect={self.effect!r})"
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI function-tool declaration (``{"type": "function", "function": {...}}``)."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+    def validate(self, arguments: Any) -> dict[str, Any]:
+        """Check the agent's arguments against the schema and return them with defaults filled.
+
+        Raises:
+            ToolArgumentError: The arguments do not match; the message lists every problem.
+        """
+        fast = self._fast
+        if (
+            fast is not None
+            and type(arguments) is dict
+            and self._required <= arguments.keys()
+            and arguments.keys() <= fast.keys()
+        ):
+            out = dict(self._defaults)
+            for key, value in arguments.items():
+                accepted = fast[key]
+                if type(value) is accepted[0]:
+                    out[key] = value
+                elif type(value) in accepted:
+                    out[key] = float(value)  # an int where a float is declared
+                else:
+                    break
+            else:
+                return out
+        if not isinstance(arguments, dict):
+            raise ToolArgumentError(
+                f"arguments of {self.name!r} must be a JSON object, got {type(arguments).__name__}"
+            )
+        try:
+            values: dict[str, Any] = self._validate(arguments)
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(_describe_error(e, self.argument_names) for e in exc.errors())
+            raise ToolArgumentError(f"invalid arguments for {self.name!r}: {problems}") from None
+        if self._defaults:
+            return {**self._defaults, **values}
+        return values
+
+    def invoke(self, arguments: Any, injected: Mapping[str, Any]) -> Any:
+        """Validate ``arguments`` then call the function with the injected values added."""
+        return self.fn(**self.validate(arguments), **injected)
+
+
+@typing.overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+
+
+@typing.overload
+def tool(
+    fn: None = None,
+    /,
+    *,
+    effect: Effect = "read",
+    name: str | None = None,
+    description: str | None = None,
+    provenance: str | None = None,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    effect: Effect = "read",
+    name: str | None = None,
+    description: str | None = None,
+    provenance: str | None = None,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Turn a typed function into a :class:`Tool`.
+
+    Use bare (``@tool``) for a read-only tool, or with options
+    (``@tool(effect="write")``). Every agent-visible argument needs a type annotation and should
+    have a line in the docstring's ``Args:`` section: both are what the model reads.
+
+    Args:
+        fn: The function (when used bare).
+        effect: ``"read"`` if the tool never changes state, ``"write"`` otherwise.
+        name: Name shown to the agent; defaults to the function's name.
+        description: Overrides the description taken from the docstring.
+        provenance: Recorded on each result; defaults to ``sandbox`` for tools with an injected
+            state and ``live`` otherwise.
+    """
+
+    def wrap(f: Callable[..., Any]) -> Tool:
+        return Tool(f, effect=effect, name=name, description=description, provenance=provenance)
+
+    return wrap(fn) if fn is not None else wrap
