@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import machine, write_section
 
 import simenv
 from simenv import Outcome, Sandbox, Scenario, Task, tool
@@ -122,9 +120,6 @@ def main() -> None:
         reset.append(desk_resets(args.steps // 4))
     f, e, u, r = (min(x) * 1e6 for x in (floor, env, bare, reset))
     ratios = [b / a for a, b in zip(floor, env, strict=True)]
-    machine = (
-        f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {sys.version.split()[0]}"
-    )
     rows = [
         "| measurement | fastest round | against the floor |",
         "|---|---|---|",
@@ -137,30 +132,11 @@ def main() -> None:
     report = "\n".join(rows)
     print(report)
     if args.write:
-        cmd = "python bench/env_step.py --write"
-        section = (
-            f"<!-- env_step:start -->\n`{cmd}` ({args.rounds} interleaved rounds of "
-            f"{args.steps} steps; machine: {machine}, {_cores()} cores)\n\n{report}\n"
-            "<!-- env_step:end -->"
+        write_section(
+            "env_step",
+            f"`python bench/env_step.py --write` ({args.rounds} interleaved rounds of "
+            f"{args.steps} steps; {machine()})\n\n{report}",
         )
-        _write_section(section, "env_step")
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1
-
-
-def _write_section(section: str, name: str) -> None:
-    path = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

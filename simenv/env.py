@@ -238,13 +238,18 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         self._termination = termination
         if self._valid:
             outcome = self.outcome()
-            raw = self.scenario.reward(outcome)
-            if isinstance(raw, Mapping):
-                self._components = {str(k): float(v) for k, v in raw.items()}
-                self._reward = float(sum(self._components.values()))
-            else:
-                self._reward = float(raw)
-            self._evaluation = float(self.scenario.evaluate(outcome))
+            try:
+                raw = self.scenario.reward(outcome)
+                if isinstance(raw, Mapping):
+                    self._components = {str(k): float(v) for k, v in raw.items()}
+                    self._reward = float(sum(self._components.values()))
+                else:
+                    self._reward = float(raw)
+                self._evaluation = float(self.scenario.evaluate(outcome))
+            finally:
+                rebuilt = outcome.__dict__.get("initial")  # built only if the scoring asked
+                if isinstance(rebuilt, Sandbox):
+                    rebuilt.close()
         if self._steps:
             self._steps[-1] = replace(
                 self._steps[-1],

@@ -72,7 +72,11 @@ class Outcome:
 
     @functools.cached_property
     def initial(self) -> Any:
-        """The starting state, rebuilt from the seed on first access (setup is deterministic)."""
+        """The starting state, rebuilt from the seed on first access (setup is deterministic).
+
+        Rebuilding runs the sandbox's ``setup`` again (closed again after scoring); for a heavy
+        sandbox (a container) prefer facts kept in ``task.data`` or on the final state.
+        """
         return self._rebuild_initial()
 
     @property

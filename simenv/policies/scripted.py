@@ -38,7 +38,9 @@ class Oracle:
                     raise ScenarioError(
                         f"scenario {env.scenario.id!r} has no oracle; give Scenario(oracle=...)"
                     )
-                plan = list(env.scenario.oracle(env.task, env.initial_state()))
+                # Before the first turn the live state is the starting state; later, rebuild it.
+                start = env.state if conv.turn == 0 else env.initial_state()
+                plan = list(env.scenario.oracle(env.task, start))
                 conv.memo["oracle_plan"] = plan
             turn = conv.turn
             actions.append(plan[turn] if turn < len(plan) else FINAL_ANSWER)
