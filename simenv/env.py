@@ -216,6 +216,12 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
                     finished = True
         except InfraError as exc:
             self._valid, self._error = False, str(exc)
+            for call in parsed.tool_calls[len(results) :]:
+                void = ToolResult(
+                    call.id, call.name, "Error: the environment failed.", True, "error"
+                )
+                results.append(void)
+                observation.append(void.to_message())
         self._messages += observation
         self._steps.append(Step(turn, parsed.message, parsed.tool_calls, tuple(results)))
         info: dict[str, Any] = {"turn": turn}

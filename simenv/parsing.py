@@ -243,7 +243,10 @@ def _limit(calls: list[ToolCall]) -> list[ToolCall]:
 
 def _openai_entry(call: ToolCall, raw: str | None = None) -> dict[str, Any]:
     if raw is None:
-        raw = "{}" if call.error else _ENCODE(call.arguments)
+        try:
+            raw = "{}" if call.error else _ENCODE(call.arguments)
+        except (RecursionError, ValueError, TypeError):  # absurdly nested arguments
+            raw = "{}"
     return {
         "id": call.id,
         "type": "function",

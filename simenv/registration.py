@@ -225,6 +225,7 @@ def make(
     sink: Callable[[Episode], None] | None = None,
     policy: dict[str, Any] | None = None,
     render_mode: str | None = None,
+    env_class: type[MultiTurnEnv] = MultiTurnEnv,
 ) -> gym.Env[list[Message], Action]:
     """Build the environment for a scenario id, path or object, with the standard wrappers.
 
@@ -238,11 +239,10 @@ def make(
         sink: Receives every finished :class:`Episode`.
         policy: Policy description stored in episode records.
         render_mode: ``None`` or ``"ansi"``.
+        env_class: A ``MultiTurnEnv`` subclass to build instead (a custom environment).
     """
     resolved = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-    env: gym.Env[list[Message], Action] = MultiTurnEnv(
-        resolved, split=split, render_mode=render_mode
-    )
+    env: gym.Env[list[Message], Action] = env_class(resolved, split=split, render_mode=render_mode)
     env = TimeLimit(env, max_turns)
     env = OrderEnforcing(env)
     return RecordEpisode(env, sink=sink, policy=policy)

@@ -146,6 +146,8 @@ class Scenario:
         reward_floor: The most a do-nothing agent may earn (checked by ``simenv check``).
         reward_ceiling: The least the oracle must earn (checked by ``simenv check``).
         random_state: Whether different seeds should give different starting states.
+        secret_keys: ``task.data`` keys (substrings) holding gold answers, which must never be
+            shown to the agent; ``simenv check`` looks for their values in what it sees.
         doc: The spec (usually the module docstring: Description, Tools, Reward ...).
         examples: Worked examples, e.g. one golden and one failing transcript.
     """
@@ -164,6 +166,7 @@ class Scenario:
     reward_floor: float = 0.0
     reward_ceiling: float = 1.0
     random_state: bool = True
+    secret_keys: Sequence[str] = ("answer", "gold", "expected", "solution")
     doc: str = ""
     examples: Sequence[Example] = ()
     _by_id: dict[str, Task] = field(init=False, repr=False, compare=False)

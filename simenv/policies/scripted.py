@@ -13,7 +13,7 @@ from simenv.parsing import format_tool_call
 from simenv.policies.base import Conversation, Policy
 from simenv.types import Action
 
-__all__ = ["Null", "Oracle", "Random", "Scripted", "from_string"]
+__all__ = ["Null", "Oracle", "Random", "Scripted", "from_string", "random_value"]
 
 FINAL_ANSWER = "I have done everything I can for this request."
 
@@ -86,13 +86,14 @@ class Scripted:
         return {"name": "scripted", "turns": len(self.actions)}
 
 
-def _random_value(schema: dict[str, Any], rng: np.random.Generator) -> Any:
+def random_value(schema: dict[str, Any], rng: np.random.Generator) -> Any:
+    """A random value shaped by a JSON schema (often plausible, sometimes wrong)."""
     if "enum" in schema:
         options = schema["enum"]
         return options[int(rng.integers(0, len(options)))]
     kind = schema.get("type")
     if kind is None and "anyOf" in schema:
-        return _random_value(schema["anyOf"][int(rng.integers(0, len(schema["anyOf"])))], rng)
+        return random_value(schema["anyOf"][int(rng.integers(0, len(schema["anyOf"])))], rng)
     if kind == "integer":
         return int(rng.integers(-5, 500))
     if kind == "number":
@@ -100,7 +101,7 @@ def _random_value(schema: dict[str, Any], rng: np.random.Generator) -> Any:
     if kind == "boolean":
         return bool(rng.random() < 0.5)
     if kind == "array":
-        return [_random_value(schema.get("items", {}), rng) for _ in range(int(rng.integers(0, 3)))]
+        return [random_value(schema.get("items", {}), rng) for _ in range(int(rng.integers(0, 3)))]
     if kind == "object":
         return {}
     if kind == "null":
@@ -151,7 +152,7 @@ class Random:
             return "Done."
         fn = tools[int(rng.integers(0, len(tools)))]["function"]
         props = fn.get("parameters", {}).get("properties", {})
-        args = {k: _random_value(v, rng) for k, v in props.items() if rng.random() < 0.9}
+        args = {k: random_value(v, rng) for k, v in props.items() if rng.random() < 0.9}
         if rng.random() < 0.5:
             return format_tool_call(fn["name"], args)
         return {

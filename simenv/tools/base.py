@@ -142,7 +142,10 @@ def _describe_error(err: Mapping[str, Any], params: list[str]) -> str:
         allowed = ", ".join(params) or "no arguments"
         return f"unexpected argument {loc!r} (this tool takes: {allowed})"
     got = err.get("input")
-    shown = json.dumps(got, default=str)
+    try:
+        shown = json.dumps(got, default=str)
+    except (RecursionError, ValueError, TypeError):
+        shown = f"a deeply nested {type(got).__name__}"
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return f"argument {loc!r}: {err.get('msg', 'invalid value')} (got {shown})"

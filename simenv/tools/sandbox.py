@@ -95,6 +95,15 @@ class Sandbox(Injectable):
     def close(self) -> None:
         """Release anything the sandbox holds (files, connections). Called once per episode."""
 
+    @classmethod
+    def live_resources(cls) -> list[str]:
+        """Outside resources held right now by sandboxes of this class (containers, files ...).
+
+        ``simenv check`` expects none to be left once every environment is closed. Sandboxes
+        that hold such resources override this; plain in-memory state holds none.
+        """
+        return []
+
     def state(self) -> dict[str, Any]:
         """The state: every public attribute, by name. Values are shared, not copied."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}

@@ -1,0 +1,118 @@
+"""Resource and replay-coverage checks."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from simenv.checks.episodes import CheckOptions, opened, play, sample_tasks
+from simenv.checks.report import CheckResult
+from simenv.policies.scripted import Oracle, Random
+from simenv.scenario import Scenario
+
+__all__ = ["check_replay_coverage", "check_resources"]
+
+
+def _open_fds() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+def _temp_entries() -> set[str]:
+    try:
+        return set(os.listdir(tempfile.gettempdir()))
+    except OSError:
+        return set()
+
+
+def check_resources(scenario: Scenario, options: CheckOptions) -> CheckResult:
+    """Nothing is left behind once environments are closed.
+
+    Runs episodes (oracle and random), closes every environment, then looks for what the
+    sandbox class reports as still held (``Sandbox.live_resources``: containers, databases),
+    new entries in the temporary directory, and file descriptors that grew with the number of
+    episodes.
+    """
+    sandbox = scenario.sandbox
+    held_before = set(sandbox.live_resources()) if sandbox else set()
+    temp_before, fds_before = _temp_entries(), _open_fds()
+    episodes = 0
+    for i, task in enumerate(sample_tasks(scenario, options)[:6]):
+        with opened(scenario, options) as env:
+            policies: list[Any] = [Random(seed=i)]
+            if scenario.oracle is not None:
+                policies.append(Oracle())
+            for policy in policies:
+                play(env, task.id, options.seed + i, policy)
+                episodes += 1
+    problems = []
+    if sandbox is not None:
+        left = sorted(set(sandbox.live_resources()) - held_before)
+        if left:
+            problems.append(
+                f"{len(left)} resources still held after close(): {left[:5]}; release them in "
+                f"{sandbox.__name__}.close()"
+            )
+    new_temp = sorted(_temp_entries() - temp_before)
+    if new_temp:
+        where = Path(tempfile.gettempdir())
+        problems.append(f"files left in {where}: {new_temp[:5]}; delete them in close()")
+    fds_after = _open_fds()
+    if fds_before is not None and fds_after is not None and fds_after - fds_before >= episodes:
+        problems.append(
+            f"{fds_after - fds_before} more open file descriptors after {episodes} episodes; "
+            "close files and connections in close()"
+        )
+    if problems:
+        return CheckResult("resources", "fail", "; ".join(problems))
+    return CheckResult("resources", "pass", f"nothing left behind after {episodes} episodes")
+
+
+def check_replay_coverage(scenario: Scenario, options: CheckOptions) -> CheckResult:
+    """Every call the oracle makes to a replayed tool is in its cassette; unused entries listed."""
+    replayed = {t.name: t for t in scenario.tools if getattr(t, "replay", None) is not None}
+    if not replayed:
+        return CheckResult("replay", "skip", "no tool is served from a cassette")
+    if scenario.oracle is None:
+        return CheckResult("replay", "skip", "no oracle to exercise the cassettes with")
+    seen: dict[str, set[str]] = {name: set() for name in replayed}
+    missing: list[str] = []
+    with opened(scenario, options) as env:
+        for i, task in enumerate(sample_tasks(scenario, options)):
+            episode, _ = play(env, task.id, options.seed + i, Oracle())
+            for step in episode.steps:
+                for call, result in zip(step.tool_calls, step.tool_results, strict=True):
+                    tool = replayed.get(call.name)
+                    if tool is None:
+                        continue
+                    key = getattr(tool, "replay").key(call.name, call.arguments)  # noqa: B009
+                    seen[call.name].add(key)
+                    if result.provenance != "replay":
+                        missing.append(f"{call.name}{key} (task {task.id})")
+    unused = sorted(
+        f"{name}{key}"
+        for name, tool in replayed.items()
+        for key in getattr(tool, "replay").keys(name)  # noqa: B009
+        if key not in seen[name]
+    )
+    details = {"missing": missing[:50], "unused": unused[:50]}
+    if missing:
+        return CheckResult(
+            "replay",
+            "fail",
+            f"{len(missing)} oracle calls are not in the cassettes (e.g. {missing[0]}); "
+            "re-record with `simenv record`",
+            details=details,
+        )
+    if unused and not options.fast:
+        return CheckResult(
+            "replay",
+            "warn",
+            f"every oracle call is recorded; {len(unused)} entries are never used",
+            details=details,
+        )
+    return CheckResult("replay", "pass", "every oracle call is in the cassettes", details=details)

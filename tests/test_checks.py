@@ -1,0 +1,318 @@
+"""Each check passes on a sound scenario and catches a deliberately broken one."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import simenv
+from simenv import MultiTurnEnv, Outcome, Sandbox, Scenario, Task, ToolError, tool
+from simenv.checks import CHECKS, check
+from simenv.parsing import format_tool_call
+
+
+# ----------------------------------------------------------------------------- a sound scenario
+class Vault(Sandbox):
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        self.balance = int(rng.integers(10, 100))
+        self.log: list[str] = []
+
+
+@tool
+def balance(vault: Vault) -> int:
+    """Read the balance."""
+    return vault.balance
+
+
+@tool(effect="write")
+def deposit(vault: Vault, amount: int) -> int:
+    """Deposit money.
+
+    Args:
+        amount: Dollars to add, at least 1.
+    """
+    if amount < 1:
+        raise ToolError("amount must be at least 1")
+    vault.balance += amount
+    vault.log.append(f"+{amount}")
+    return vault.balance
+
+
+def reward(o: Outcome) -> float:
+    return float(o.final.balance == o.initial.balance + o.task.data["amount"])
+
+
+def evaluate(o: Outcome) -> bool:
+    return o.final.log == [f"+{o.task.data['amount']}"]
+
+
+def oracle(task: Task, vault: Vault) -> list[str]:
+    return [format_tool_call("deposit", {"amount": task.data["amount"]}), "Deposited."]
+
+
+TASKS = [Task(f"t{i}", f"Deposit {10 + i} dollars.", data={"amount": 10 + i}) for i in range(6)]
+
+
+def sound(**changes: Any) -> Scenario:
+    fields: dict[str, Any] = {
+        "id": "test/Vault-v1",
+        "system_prompt": "You manage a vault.",
+        "tools": [balance, deposit],
+        "tasks": TASKS,
+        "sandbox": Vault,
+        "reward": reward,
+        "evaluate": evaluate,
+        "oracle": oracle,
+        "max_turns": 4,
+    }
+    fields.update(changes)
+    return Scenario(**fields)
+
+
+def test_sound_scenario_passes_every_check() -> None:
+    report = check(sound(), fast=True)
+    assert report.ok, report.summary()
+    assert {r.check for r in report.results} == set(CHECKS)
+    assert report["replay"].status == "skip"
+    assert report["examples"].status == "warn"  # the sound scenario has no worked examples
+
+
+def failing(scenario_or_env: Any, name: str) -> simenv.checks.CheckResult:
+    report = check(scenario_or_env, fast=True, only=[name])
+    result = report[name]
+    assert result.status == "fail", report.summary()
+    return result
+
+
+# ----------------------------------------------------------------------------- api
+class EndsOnErrors(MultiTurnEnv):
+    """Merges 'the agent erred' into 'the episode ended': a contract violation."""
+
+    def step(self, action: Any) -> Any:
+        observation, reward, terminated, truncated, info = super().step(action)
+        if any(m["content"].startswith("Error") for m in observation[1:]):
+            if not terminated:
+                r, _ = self.end_episode("answer")
+                return observation, r, True, False, info
+        return observation, reward, terminated, truncated, info
+
+
+def test_api_catches_an_env_that_ends_on_errors() -> None:
+    result = failing(EndsOnErrors(sound()), "api")
+    assert "unknown tool ended the episode" in result.message
+    assert result.reproduction
+
+
+# ----------------------------------------------------------------------------- tools
+@tool  # declared read, but it writes
+def peek(vault: Vault) -> int:
+    """Read the balance (and quietly log the visit)."""
+    vault.log.append("peek")
+    return vault.balance
+
+
+def test_tools_catches_a_read_tool_that_writes() -> None:
+    result = failing(sound(tools=[peek, deposit]), "tools")
+    assert "read tool 'peek' changed the state" in result.message
+    assert "effect='write'" in result.message
+
+
+@tool(effect="write")
+def undocumented(vault: Vault, amount: int) -> int:
+    return amount
+
+
+def test_tools_catches_missing_descriptions() -> None:
+    result = failing(sound(tools=[balance, undocumented]), "tools")
+    assert "undocumented: no description" in result.message
+    assert "argument 'amount' has no description" in result.message
+
+
+# ----------------------------------------------------------------------------- determinism
+class Unseeded(Vault):
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        self.balance = random.randint(10, 10**9)  # not the rng it was given
+        self.log = []
+
+
+class Constant(Vault):
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        self.balance = 50  # the seed is accepted and ignored
+        self.log = []
+
+
+def test_determinism_catches_randomness_outside_the_seed() -> None:
+    result = failing(sound(sandbox=Unseeded), "determinism")
+    assert "same seed gave a different starting state" in result.message
+
+
+def test_determinism_catches_an_ignored_seed() -> None:
+    result = failing(sound(sandbox=Constant), "determinism")
+    assert "seed is ignored" in result.message
+    assert check(sound(sandbox=Constant, random_state=False), only=["determinism"]).ok
+
+
+# ----------------------------------------------------------------------------- isolation
+SHARED_LOG: list[str] = []
+
+
+class Leaky(Vault):
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        super().setup(rng, task)
+        self.log = SHARED_LOG  # every episode writes to one module-level list
+
+
+def test_isolation_catches_state_shared_through_a_global() -> None:
+    result = failing(sound(sandbox=Leaky), "isolation")
+    assert "state leaks between episodes" in result.message
+    assert "module-level" in result.message
+
+
+# ----------------------------------------------------------------------------- robustness
+@tool(effect="write")
+def fragile(vault: Vault, key: str) -> int:
+    """Deposit by code.
+
+    Args:
+        key: A deposit code.
+    """
+    return {"small": 1, "large": 100}[key]  # KeyError on anything else: should be a ToolError
+
+
+def test_robustness_catches_a_tool_that_crashes_on_bad_input() -> None:
+    result = failing(sound(tools=[balance, fragile]), "robustness")
+    assert "invalid" in result.message and "KeyError" in result.message
+    assert result.reproduction and result.seed is not None
+
+
+class RaisesOnBadJson(MultiTurnEnv):
+    def step(self, action: Any) -> Any:
+        if isinstance(action, str) and "<tool_call>" in action:
+            import json
+
+            inner = action.split("<tool_call>", 1)[1].split("</tool_call>", 1)[0]
+            json.loads(inner)  # raises on bad JSON, out of step
+        return super().step(action)
+
+
+def test_robustness_catches_a_step_that_raises_on_bad_json() -> None:
+    result = failing(RaisesOnBadJson(sound()), "robustness")
+    assert "step() raised" in result.message
+    assert len(result.reproduction or []) >= 1
+
+
+# ----------------------------------------------------------------------------- reward
+def pays_for_nothing(o: Outcome) -> float:
+    return 1.0  # the do-nothing agent collects the reward
+
+
+def test_reward_catches_a_reward_that_pays_the_null_policy() -> None:
+    result = failing(sound(reward=pays_for_nothing), "reward")
+    assert "do-nothing agent earned 1.0" in result.message
+
+
+def wrong_oracle(task: Task, vault: Vault) -> list[str]:
+    return [format_tool_call("deposit", {"amount": 1}), "Done."]
+
+
+def test_reward_catches_an_oracle_that_fails() -> None:
+    result = failing(sound(oracle=wrong_oracle), "reward")
+    assert "the oracle earned 0.0" in result.message
+
+
+# ----------------------------------------------------------------------------- leaks
+@tool
+def hint(vault: Vault) -> str:
+    """Get a hint."""
+    return f"The expected answer is {vault.secret}."
+
+
+class SecretVault(Vault):
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        super().setup(rng, task)
+        self.secret = task.data["answer"]
+
+
+def test_leaks_catches_a_tool_result_that_leaks_the_answer() -> None:
+    tasks = [Task(t.id, t.prompt, data={**t.data, "answer": "PLUTONIUM-42"}) for t in TASKS]
+    scenario = sound(tools=[balance, deposit, hint], sandbox=SecretVault, tasks=tasks)
+    result = failing(scenario, "leaks")
+    assert "PLUTONIUM-42" in result.message and "tool message" in result.message
+
+
+@tool
+def grade(vault: Vault) -> str:
+    """Check progress."""
+    return "Your reward so far: 0.0"
+
+
+def test_leaks_catches_a_tool_that_shows_the_reward() -> None:
+    result = failing(sound(tools=[balance, deposit, grade]), "leaks")
+    assert "reward or score" in result.message
+
+
+# ----------------------------------------------------------------------------- resources
+class LeavesFiles(Vault):
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        super().setup(rng, task)
+        handle, self._path = tempfile.mkstemp(prefix="simenv-test-leak-")
+        import os
+
+        os.close(handle)
+
+    # close() is not overridden: the file stays behind
+
+
+def test_resources_catches_files_left_behind() -> None:
+    try:
+        result = failing(sound(sandbox=LeavesFiles), "resources")
+        assert "files left in" in result.message and "simenv-test-leak-" in result.message
+    finally:
+        for path in Path(tempfile.gettempdir()).glob("simenv-test-leak-*"):
+            path.unlink()
+
+
+HELD: set[str] = set()
+
+
+class HoldsHandles(Vault):
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        super().setup(rng, task)
+        self._handle = f"container-{id(self)}"
+        HELD.add(self._handle)
+
+    @classmethod
+    def live_resources(cls) -> list[str]:
+        return sorted(HELD)
+
+
+def test_resources_catches_resources_not_released() -> None:
+    try:
+        result = failing(sound(sandbox=HoldsHandles), "resources")
+        assert "still held after close()" in result.message
+    finally:
+        HELD.clear()
+
+
+# ----------------------------------------------------------------------------- examples
+def test_examples_catches_a_wrong_stated_reward() -> None:
+    bad = simenv.Example("claims a win", "t0", 1, ("Nothing to do.",), reward=1.0)
+    result = failing(sound(examples=[bad]), "examples")
+    assert "states reward 1.0 but earns 0.0" in result.message
+
+
+def test_unknown_check_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown checks"):
+        check(sound(), only=["nope"])
+
+
+def test_report_renders_reproduction_and_json() -> None:
+    report = check(sound(reward=pays_for_nothing), fast=True, only=["reward"])
+    text = report.summary()
+    assert "FAILED" in text and "reproduce" in text and "task=t0" in text
+    assert '"status": "fail"' in report.to_json()
