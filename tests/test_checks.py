@@ -95,10 +95,10 @@ class EndsOnErrors(MultiTurnEnv):
 
     def step(self, action: Any) -> Any:
         observation, reward, terminated, truncated, info = super().step(action)
-        if any(m["content"].startswith("Error") for m in observation[1:]):
-            if not terminated:
-                r, _ = self.end_episode("answer")
-                return observation, r, True, False, info
+        erred = any(m["content"].startswith("Error") for m in observation[1:])
+        if erred and not terminated:
+            r, _ = self.end_episode("answer")
+            return observation, r, True, False, info
         return observation, reward, terminated, truncated, info
 
 

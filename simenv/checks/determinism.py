@@ -15,9 +15,9 @@ from simenv.checks.episodes import (
     state_hash,
 )
 from simenv.checks.report import CheckResult
+from simenv.env import MultiTurnEnv
 from simenv.policies.scripted import Oracle, Random
 from simenv.scenario import Scenario
-from simenv.env import MultiTurnEnv
 from simenv.types import Action
 
 __all__ = ["check_determinism", "check_isolation"]
