@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,13 +21,18 @@ class Conversation:
         info: The ``info`` that ``reset`` returned (tools, task id, seed ...).
         env: The unwrapped environment, for scripted policies that need the task or state
             (the oracle). Model policies must not look at it.
-        memo: Scratch space a policy may keep per episode (e.g. the oracle's plan).
+        memo: Scratch space a policy may keep per episode (e.g. the oracle's plan, or the token
+            ids a model policy recorded); the runner stores ``memo["turns"]`` in the episode's
+            metadata.
+        oracle: Returns the scenario's gold turns for this episode, computed where the
+            environment lives (set by the runner; for a remote environment, a remote call).
     """
 
     messages: list[Message]
     info: dict[str, Any]
     env: MultiTurnEnv | None = None
     memo: dict[str, Any] = field(default_factory=dict)
+    oracle: Callable[[], list[Action]] | None = None
 
     @property
     def turn(self) -> int:

@@ -30,6 +30,8 @@ class Oracle:
         actions: list[Action] = []
         for conv in conversations:
             plan = conv.memo.get("oracle_plan")
+            if plan is None and conv.oracle is not None:
+                plan = conv.memo["oracle_plan"] = list(conv.oracle())
             if plan is None:
                 env = conv.env
                 if env is None or env.task is None:
@@ -126,13 +128,14 @@ class Random:
     """Random tool calls (valid names with random arguments) and malformed ones.
 
     Each turn: with probability ``p_answer`` a final answer, with ``p_junk`` a malformed call,
-    otherwise a call to a random tool with arguments drawn from its schema (often wrong).
+    otherwise a call to a random tool with arguments drawn from its schema (often wrong). Each
+    episode draws from its own generator, seeded by the policy seed, the episode seed and the
+    sample index, so its actions do not depend on which other episodes share the batch.
     """
 
     def __init__(self, seed: int = 0, p_answer: float = 0.15, p_junk: float = 0.25) -> None:
         """Seeded: the same seed and conversations give the same actions."""
         self.seed = seed
-        self.rng = np.random.default_rng(seed)
         self.p_answer = p_answer
         self.p_junk = p_junk
 
@@ -141,7 +144,10 @@ class Random:
         return [self._one(conv) for conv in conversations]
 
     def _one(self, conv: Conversation) -> Action:
-        rng = self.rng
+        rng = conv.memo.get("random_rng")
+        if rng is None:
+            key = [self.seed, int(conv.info.get("seed", 0)), int(conv.info.get("sample", 0))]
+            rng = conv.memo["random_rng"] = np.random.default_rng(key)
         draw = rng.random()
         if draw < self.p_answer:
             return "Done. " + str(int(rng.integers(0, 1000)))

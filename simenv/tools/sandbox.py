@@ -89,6 +89,10 @@ class Sandbox(Injectable):
                 self.orders = {f"O-{i}": int(rng.integers(5, 500)) for i in range(20)}
     """
 
+    blocking_io: bool = False
+    """True when tools wait on I/O (a container, a database server): the runner then steps
+    episodes in threads so their tool calls overlap."""
+
     def setup(self, rng: np.random.Generator, task: Task) -> None:
         """Build the starting state for ``task`` from ``rng`` (seeded by the episode seed)."""
 
