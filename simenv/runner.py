@@ -74,17 +74,20 @@ class Job:
             identical state).
         task_index: Position of the task in the run (the group number).
         sample: Index of the sample within its group.
+        tag: Distinguishes runs that share one store (e.g. the policy's name).
     """
 
     task_id: str
     seed: int
     task_index: int
     sample: int = 0
+    tag: str = ""
 
     @property
     def key(self) -> str:
         """Unique within a run; stored in the episode's metadata for resuming."""
-        return f"{self.task_id}#{self.sample}@{self.seed}"
+        key = f"{self.task_id}#{self.sample}@{self.seed}"
+        return f"{self.tag}:{key}" if self.tag else key
 
 
 def plan_jobs(

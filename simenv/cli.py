@@ -1,0 +1,290 @@
+"""The ``simenv`` command: list, show, run and check scenarios.
+
+Every command takes a registered id (``namespace/Name-vN``) or the path of a scenario file.
+Errors print one readable line to stderr and exit with code 2; a failed check exits with 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+import simenv
+from simenv.errors import SimenvError
+
+app = typer.Typer(
+    help="simenv: trustworthy multi-turn environments for training LLM agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+_SPLITS: dict[str, Literal["train", "eval"] | None] = {
+    "train": "train",
+    "eval": "eval",
+    "all": None,
+}
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _scenario(scenario_id: str) -> simenv.Scenario:
+    try:
+        return simenv.load_scenario(scenario_id)
+    except SimenvError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"simenv {simenv.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """simenv: trustworthy multi-turn environments for training LLM agents."""
+
+
+@app.command("list")
+def list_scenarios() -> None:
+    """List the registered scenarios."""
+    table = Table(title="registered scenarios")
+    table.add_column("id", no_wrap=True)
+    for column in ("tools", "train", "eval", "max turns", "summary", "source"):
+        table.add_column(column)
+    for scenario_id in simenv.registry():
+        spec = simenv.spec(scenario_id)
+        s = spec.scenario
+        table.add_row(
+            s.id,
+            str(len(s.tools)),
+            str(len(s.split("train"))),
+            str(len(s.split("eval"))),
+            str(s.max_turns),
+            s.summary,
+            spec.source,
+        )
+    out.print(table)
+
+
+@app.command()
+def show(scenario_id: Annotated[str, typer.Argument(help="Scenario id or file.")]) -> None:
+    """Show a scenario's spec, tools and tasks."""
+    s = _scenario(scenario_id)
+    out.print(Markdown(s.doc or f"# {s.id}\n(no spec docstring)"))
+    tools = Table(title="tools")
+    for column in ("name", "effect", "arguments", "description"):
+        tools.add_column(column)
+    for t in s.tools:
+        props = t.parameters.get("properties", {})
+        args = "\n".join(
+            f"{name}: {spec.get('type', spec.get('enum', 'any'))} - {spec.get('description', '')}"
+            for name, spec in props.items()
+        )
+        tools.add_row(
+            t.name, t.effect, args, t.description.splitlines()[0] if t.description else ""
+        )
+    out.print(tools)
+    out.print(
+        f"tasks: {len(s.split('train'))} train, {len(s.split('eval'))} eval; "
+        f"max_turns={s.max_turns}; finish tools: {', '.join(s.finish_tools) or 'none'}"
+    )
+    for task in s.tasks[:3]:
+        out.print(f"  [dim]{task.id}[/] {task.prompt[:100] or '(prompt rendered from the state)'}")
+
+
+def _summary(policy: str, episodes: list[simenv.Episode]) -> dict[str, Any]:
+    valid = [e for e in episodes if e.valid]
+    n = max(len(valid), 1)
+    return {
+        "policy": policy,
+        "episodes": len(episodes),
+        "mean_reward": sum(e.reward for e in valid) / n,
+        "success_rate": sum(e.success for e in valid) / n,
+        "mean_turns": sum(e.turns for e in valid) / n,
+        "tool_errors_per_episode": sum(e.tool_errors for e in valid) / n,
+        "invalid": len(episodes) - len(valid),
+    }
+
+
+@app.command()
+def run(
+    scenario_id: Annotated[str, typer.Argument(help="Scenario id or file.")],
+    policy: Annotated[
+        list[str], typer.Option("--policy", "-p", help="oracle, null or random; repeatable.")
+    ] = ["oracle"],  # noqa: B006 - typer reads the default
+    n: Annotated[
+        int | None,
+        typer.Option("-n", help="Episodes per policy (default: every task of the split)."),
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Samples per task (a GRPO group).")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the first task; task i gets seed+i.")] = 0,
+    split: Annotated[str, typer.Option(help="train, eval or all.")] = "eval",
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write one JSON episode per line here.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run already in --out.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Episodes stepped in lockstep.")] = 64,
+    backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local one).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Roll out episodes with one or more policies and summarise them."""
+    from rich.progress import Progress
+
+    from simenv.policies import from_string
+    from simenv.runner import Job, plan_jobs
+    from simenv.runner import run as run_jobs
+    from simenv.store import EpisodeStore
+
+    s = _scenario(scenario_id)
+    if split not in ("train", "eval", "all"):
+        raise _fail(f"--split must be train, eval or all, not {split!r}")
+    if backend not in ("local", "ray"):
+        raise _fail(f"--backend must be local or ray, not {backend!r}")
+    try:
+        policies = [(name, from_string(name, seed=seed)) for name in policy]
+        base_jobs = plan_jobs(
+            s,
+            split=_SPLITS[split],
+            samples=samples,
+            seed=seed,
+            limit=n,
+        )
+        store = EpisodeStore(out_path, resume=resume) if out_path else None
+    except (SimenvError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    pool: Any = None
+    if backend == "ray":
+        from simenv.ray_backend import RayPool
+
+        pool = RayPool(s, address=ray_address)
+    rows = []
+    try:
+        with Progress(console=err, transient=True) as progress:
+            for name, chosen in policies:
+                # Each policy's jobs get their own keys, so one file can hold them all.
+                tag = name if len(policies) > 1 else ""
+                jobs = [Job(j.task_id, j.seed, j.task_index, j.sample, tag) for j in base_jobs]
+                bar = progress.add_task(f"{name}", total=len(jobs))
+
+                def advance(_: simenv.Episode, bar: Any = bar) -> None:
+                    progress.advance(bar)
+
+                episodes = run_jobs(
+                    s,
+                    chosen,
+                    jobs,
+                    batch_size=batch_size,
+                    store=store,
+                    pool=pool,
+                    on_episode=advance,
+                )
+                progress.update(bar, completed=len(jobs))
+                rows.append(_summary(name, episodes))
+    except SimenvError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        if store is not None:
+            store.close()
+        if pool is not None:
+            pool.close()
+    if as_json:
+        out.print_json(json.dumps({"scenario_id": s.id, "policies": rows}))
+        return
+    table = Table(title=f"{s.id} - {split} split")
+    for column in (
+        "policy",
+        "episodes",
+        "mean reward",
+        "success",
+        "turns",
+        "tool errors",
+        "invalid",
+    ):
+        table.add_column(column, justify="right" if column != "policy" else "left")
+    for r in rows:
+        table.add_row(
+            r["policy"],
+            str(r["episodes"]),
+            f"{r['mean_reward']:.3f}",
+            f"{r['success_rate']:.1%}",
+            f"{r['mean_turns']:.2f}",
+            f"{r['tool_errors_per_episode']:.2f}",
+            str(r["invalid"]),
+        )
+    out.print(table)
+    if out_path:
+        out.print(f"episodes written to {out_path}")
+
+
+@app.command()
+def check(
+    scenario_ids: Annotated[list[str], typer.Argument(help="Scenario ids or files.")],
+    fast: Annotated[bool, typer.Option(help="Fewer tasks, seeds and fuzzing steps.")] = False,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Run only these checks; repeatable.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Base seed of every episode.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+) -> None:
+    """Validate scenarios: contract, determinism, isolation, fuzzing, reward sanity ..."""
+    from simenv.checks import check as run_checks
+
+    reports = []
+    styles = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
+    for scenario_id in scenario_ids:
+        s = _scenario(scenario_id)
+        if not as_json:
+            out.rule(s.id)
+
+        def show_result(result: Any) -> None:
+            if not as_json:
+                style = styles[result.status]
+                out.print(f"[{style}]{result.status.upper():5}[/] {result.check}: {result.message}")
+
+        try:
+            report = run_checks(s, fast=fast, only=only, seed=seed, on_result=show_result)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        reports.append(report)
+        if not as_json:
+            for failure in report.failures:
+                out.print(f"\n[bold red]{failure.check}[/]: {failure.message}")
+                if failure.task_id is not None:
+                    out.print(f"  task={failure.task_id} seed={failure.seed}")
+                for action in failure.reproduction or []:
+                    out.print(f"  step: {json.dumps(action, default=str)[:300]}")
+            out.print(f"{'ok' if report.ok else 'FAILED'} in {report.seconds:.1f}s")
+    if as_json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in reports], indent=2, default=str) + "\n")
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point of the ``simenv`` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
