@@ -6,6 +6,7 @@ Scripted policies live here: :class:`Oracle` (the scenario's gold turns), :class
 """
 
 from simenv.policies.base import Conversation, Policy
+from simenv.policies.hf import HF
 from simenv.policies.scripted import Null, Oracle, Random, Scripted, from_string
 
-__all__ = ["Conversation", "Null", "Oracle", "Policy", "Random", "Scripted", "from_string"]
+__all__ = ["HF", "Conversation", "Null", "Oracle", "Policy", "Random", "Scripted", "from_string"]

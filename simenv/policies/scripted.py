@@ -179,7 +179,7 @@ class Random:
 
 
 def from_string(name: str, *, seed: int = 0) -> Policy:
-    """The policy a CLI string names: ``oracle``, ``null`` or ``random``.
+    """The policy a CLI string names: ``oracle``, ``null``, ``random`` or ``hf:PATH``.
 
     Raises:
         ValueError: Unknown name (the message lists the known ones).
@@ -191,4 +191,8 @@ def from_string(name: str, *, seed: int = 0) -> Policy:
         return Null()
     if key == "random":
         return Random(seed=seed)
-    raise ValueError(f"unknown policy {name!r}; use one of: oracle, null, random")
+    if key.startswith("hf:"):
+        from simenv.policies.hf import HF
+
+        return HF(name.strip()[3:], seed=seed)
+    raise ValueError(f"unknown policy {name!r}; use one of: oracle, null, random, hf:PATH")

@@ -1,0 +1,199 @@
+"""Ticket triage: route a support ticket to the right team, at the right priority.
+
+## Description
+A ticket arrives from a customer. The agent looks up the customer's plan, then routes the
+ticket to the team its topic belongs to, with the priority the plan calls for. Two turns and an
+answer; small enough that a model trained from scratch on a CPU learns it in minutes, which is
+why the README's main job trains on it.
+
+## Tools
+| tool | effect | pattern | does |
+|---|---|---|---|
+| `get_plan()` | read | seeded sandbox | the sender's plan: `free`, `pro` or `enterprise` |
+| `route(team, priority)` | write | seeded sandbox | routes the ticket (ends the episode) |
+
+## Observation
+The system prompt (the routing rules) and the ticket; then tool messages.
+
+## Starting state
+Nine customers, C-1 to C-9, each with a plan drawn from the seed: the same ticket needs a
+different priority under different seeds, so the plan must be looked up, not guessed.
+
+## Reward
+``team``: 0.5 when the team is right; ``priority``: 0.5 when the priority is right (a routed
+ticket only; unrouted earns 0).
+
+## Evaluation
+All or nothing, computed apart from the reward: the routing recorded in the final state must
+equal the one derived from the ticket's topic and the plan in the starting state.
+
+## Episode end
+A successful ``route`` call (terminated), an answer without a tool call (terminated), or 4 turns
+(truncated).
+
+## Example
+``get_plan()`` -> ``"enterprise"``, ``route("billing", "high")`` earns 1.0 on a billing
+ticket from an enterprise customer; routing it to ``tech`` earns 0.5.
+
+## Version history
+- v1: first release.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from simenv import Example, Outcome, Sandbox, Scenario, Task, ToolError, tool
+from simenv.parsing import format_tool_call
+
+PLANS = ("free", "pro", "enterprise")
+PRIORITY = {"free": "normal", "pro": "normal", "enterprise": "high"}
+TOPICS: dict[str, tuple[str, ...]] = {
+    "billing": ("invoice", "charge", "refund", "payment", "receipt", "bill"),
+    "tech": ("crash", "error", "login", "bug", "password", "outage"),
+    "sales": ("upgrade", "pricing", "quote", "demo", "discount", "license"),
+}
+TRAIN_PHRASES = (
+    "Hi, I have a question about my {w}.",
+    "There is a problem with the {w}, please help.",
+    "Can someone look at my {w} today?",
+    "Urgent: {w} issue on my account.",
+)
+EVAL_PHRASES = (
+    "Hello team, my {w} needs attention.",
+    "Quick one about a {w}, thanks.",
+)
+SYSTEM_PROMPT = """\
+You route support tickets. First call get_plan to see the sender's plan. Then call route with
+the team for the ticket's topic and the priority for the plan.
+Teams: billing (invoices, charges, refunds, payments, receipts, bills), tech (crashes, errors,
+logins, bugs, passwords, outages), sales (upgrades, pricing, quotes, demos, discounts, licenses).
+Priority: high for the enterprise plan, normal otherwise."""
+
+
+class Desk(Sandbox):
+    """Customers' plans and the routing made."""
+
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        self.plans = {f"C-{i + 1}": PLANS[int(p)] for i, p in enumerate(rng.integers(0, 3, 9))}
+        self.routed: dict[str, str] | None = None
+        self._sender = task.data["customer"]
+
+
+@tool
+def get_plan(desk: Desk) -> str:
+    """Look up the plan of the customer who sent the ticket.
+
+    Returns:
+        The plan: free, pro or enterprise.
+    """
+    return desk.plans[desk._sender]
+
+
+@tool(effect="write")
+def route(
+    desk: Desk, team: Literal["billing", "tech", "sales"], priority: Literal["normal", "high"]
+) -> str:
+    """Route the ticket. Call it once, after get_plan.
+
+    Args:
+        team: The team for the ticket's topic.
+        priority: high for enterprise customers, normal otherwise.
+    """
+    if desk.routed is not None:
+        raise ToolError("the ticket is already routed")
+    desk.routed = {"team": team, "priority": priority}
+    return f"Routed to {team} ({priority})."
+
+
+def make_tasks() -> list[Task]:
+    """Every (customer, topic word, phrasing) once; eval uses phrasings training never sees."""
+    tasks = []
+    rng = np.random.default_rng(0)
+    for split, phrases in (("train", TRAIN_PHRASES), ("eval", EVAL_PHRASES)):
+        for team, words in TOPICS.items():
+            for w, word in enumerate(words):
+                for p, phrase in enumerate(phrases):
+                    customer = f"C-{int(rng.integers(1, 10))}"
+                    tasks.append(
+                        Task(
+                            id=f"{split}-{team}-{w}-{p}",
+                            prompt=f"Ticket from {customer}: {phrase.format(w=word)}",
+                            split=split,  # type: ignore[arg-type]
+                            data={"customer": customer, "team": team},
+                        )
+                    )
+    return tasks
+
+
+def reward(o: Outcome) -> dict[str, float]:
+    routed = o.final.routed or {}
+    plan = o.initial.plans[o.task.data["customer"]]
+    return {
+        "team": 0.5 * (routed.get("team") == o.task.data["team"]),
+        "priority": 0.5 * (bool(routed) and routed.get("priority") == PRIORITY[plan]),
+    }
+
+
+def evaluate(o: Outcome) -> bool:
+    calls = o.called("route")
+    if len(calls) != 1:
+        return False
+    start: Desk = o.initial
+    expected = {
+        "team": next(t for t, words in TOPICS.items() if any(w in o.task.prompt for w in words)),
+        "priority": "high" if start.plans[o.task.data["customer"]] == "enterprise" else "normal",
+    }
+    return calls[0] == expected == o.final.routed
+
+
+def oracle(task: Task, desk: Desk) -> list[str]:
+    plan = desk.plans[task.data["customer"]]
+    return [
+        format_tool_call("get_plan", {}),
+        format_tool_call("route", {"team": task.data["team"], "priority": PRIORITY[plan]}),
+    ]
+
+
+TASKS = make_tasks()
+
+EXAMPLES = (
+    Example(
+        title="golden: look up the plan, route to billing",
+        task_id="train-billing-0-0",
+        seed=1,
+        actions=(
+            format_tool_call("get_plan", {}),
+            format_tool_call("route", {"team": "billing", "priority": "high"}),
+        ),
+        reward=1.0,
+    ),
+    Example(
+        title="failing: right priority, wrong team",
+        task_id="train-billing-0-0",
+        seed=1,
+        actions=(
+            format_tool_call("get_plan", {}),
+            format_tool_call("route", {"team": "tech", "priority": "high"}),
+        ),
+        reward=0.5,
+    ),
+)
+
+SCENARIO = Scenario(
+    id="support/Triage-v1",
+    doc=__doc__ or "",
+    system_prompt=SYSTEM_PROMPT,
+    tools=[get_plan, route],
+    tasks=TASKS,
+    sandbox=Desk,
+    reward=reward,
+    evaluate=evaluate,
+    oracle=oracle,
+    max_turns=4,
+    finish_tools=["route"],
+    examples=EXAMPLES,
+)
+

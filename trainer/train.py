@@ -1,0 +1,428 @@
+"""The training loop, top to bottom: warm start, then rollouts -> advantages -> loss -> step.
+
+1. Model: a local directory or ``tiny`` (built from a config, its tokenizer trained on the
+   scenarios' oracle transcripts).
+2. Optional supervised warm start on oracle episodes of the train split, so a model that cannot
+   yet write tool calls learns the format. The base model is saved, then wrapped with LoRA.
+3. Each RL step: draw ``batch_tasks`` train tasks (from the scenario mixture, by weight), play
+   ``group_size`` episodes per task with the live model through simenv's runner (one batched
+   generate per turn), compute advantages per group, and take ``updates_per_batch`` optimizer
+   steps on the token-level loss, micro-batch by micro-batch.
+4. Evaluate on the held-out eval split before, every ``eval_every`` steps, and after; write
+   checkpoints (adapter, optimizer, step, RNG) every ``checkpoint_every`` steps; resume from the
+   last one after a kill.
+
+Everything is logged to ``OUT/metrics.jsonl`` and the terminal, and to MLflow when installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import simenv
+from simenv.policies import HF, Oracle
+from simenv.runner import Job, run
+from simenv.types import Episode
+from trainer.advantages import ESTIMATORS
+from trainer.config import TrainConfig
+from trainer.losses import LOSSES, kl_k3, masked_sum, truncated_is_weight
+from trainer.models import CHAT_TEMPLATE, build_tiny, describe, load, token_logprobs, with_lora
+from trainer.samples import Sample, collate, episode_samples
+
+Log = Callable[[dict[str, float], int], None]
+
+
+# ----------------------------------------------------------------------------- model
+def oracle_episodes(scenarios: Sequence[simenv.Scenario], seeds: int) -> list[Episode]:
+    """Oracle episodes of every train task, ``seeds`` seeds each."""
+    out = []
+    for s in scenarios:
+        env = simenv.make(s)
+        for i, task in enumerate(s.split("train")):
+            for k in range(seeds):
+                out.append(simenv.rollout(env, Oracle(), seed=100_000 * k + i, task_id=task.id))
+    return out
+
+
+def render(messages: list[dict[str, Any]], tools: Any, generation: bool = False) -> str:
+    """The chat template of ``tiny``, rendered without a tokenizer (to train one)."""
+    import jinja2
+
+    env = jinja2.Environment()
+    env.policies["json.dumps_kwargs"] = {"ensure_ascii": False}
+    return env.from_string(CHAT_TEMPLATE).render(
+        messages=messages, tools=tools, add_generation_prompt=generation
+    )
+
+
+def raw_messages(episode: Episode) -> list[dict[str, Any]]:
+    """The conversation with each assistant turn as the text a model would write."""
+    out = []
+    for m in episode.messages:
+        if m["role"] == "assistant":
+            calls = "".join(
+                f'<tool_call>{{"name": "{c["function"]["name"]}", "arguments": '
+                f"{c['function']['arguments']}}}</tool_call>"
+                for c in m.get("tool_calls") or []
+            )
+            out.append({"role": "assistant", "content": m["content"] + calls})
+        else:
+            out.append(m)
+    return out
+
+
+def build_model(
+    cfg: TrainConfig, scenarios: Sequence[simenv.Scenario], device: torch.device
+) -> Any:
+    """Load the model named by the config, or build ``tiny`` for these scenarios."""
+    if cfg.model != "tiny":
+        return load(cfg.model, device=device)
+    tools = [t.schema() for s in scenarios for t in s.tools]
+    corpus = [render(raw_messages(e), tools) for e in oracle_episodes(scenarios, seeds=3)]
+    model, tokenizer = build_tiny(corpus, seed=cfg.seed)
+    return model.to(device), tokenizer
+
+
+# ----------------------------------------------------------------------------- warm start
+def sft_samples(episodes: Sequence[Episode], policy: HF) -> list[Sample]:
+    """One sample per oracle turn: the prompt as the policy renders it, then the gold text."""
+    from simenv.policies.base import Conversation
+
+    tok = policy.tokenizer
+    samples = []
+    for e in episodes:
+        raw = [m["content"] for m in raw_messages(e) if m["role"] == "assistant"]
+        info = {"tools": [t.schema() for t in simenv.load_scenario(e.scenario_id).tools]}
+        turn = 0
+        for i, m in enumerate(e.messages):
+            if m["role"] != "assistant":
+                continue
+            conv = Conversation(list(e.messages[:i]), info, memo={"raw_turns": raw[:turn]})
+            prompt = policy.prompt_ids(conv)
+            completion = tok(raw[turn], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            samples.append(
+                Sample(
+                    prompt + completion,
+                    [0] * len(prompt) + [1] * len(completion),
+                    [0.0] * (len(prompt) + len(completion)),
+                )
+            )
+            turn += 1
+    return samples
+
+
+def warm_start(model: Any, policy: HF, cfg: TrainConfig, samples: list[Sample], log: Log) -> None:
+    """Cross-entropy on the gold completions (token mean over each batch)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.sft_lr)
+    rng = random.Random(cfg.seed)
+    pad = policy.tokenizer.pad_token_id
+    device = next(model.parameters()).device
+    for step in range(cfg.sft_steps):
+        batch = collate(rng.sample(samples, min(cfg.sft_batch, len(samples))), pad, device)
+        logp = token_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask)
+        loss = -masked_sum(logp, batch.loss_mask, batch.num_tokens)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 10 == 0 or step == cfg.sft_steps - 1:
+            log({"sft/loss": float(loss.detach())}, step)
+
+
+# ----------------------------------------------------------------------------- evaluation
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k: ``1 - C(n-c, k) / C(n, k)``."""
+    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def evaluate(
+    policy: HF, scenarios: Sequence[simenv.Scenario], cfg: TrainConfig
+) -> dict[str, float]:
+    """Success rate and pass@k on every eval task, ``eval_samples`` samples each, fixed seeds."""
+    metrics: dict[str, float] = {}
+    for s in scenarios:
+        tasks = s.split("eval")
+        jobs = [
+            Job(t.id, 50_000 + i, i, g)
+            for i, t in enumerate(tasks)
+            for g in range(cfg.eval_samples)
+        ]
+        episodes = run(s, policy, jobs, batch_size=len(jobs))
+        wins: dict[str, int] = {}
+        for e in episodes:
+            wins[e.task_id] = wins.get(e.task_id, 0) + int(e.success)
+        n = cfg.eval_samples
+        prefix = f"eval/{s.id}/" if len(scenarios) > 1 else "eval/"
+        metrics[f"{prefix}success"] = sum(wins.values()) / (n * len(tasks))
+        metrics[f"{prefix}reward"] = sum(e.reward for e in episodes) / len(episodes)
+        for k in sorted({1, n}):
+            metrics[f"{prefix}pass@{k}"] = sum(pass_at_k(n, c, k) for c in wins.values()) / len(
+                tasks
+            )
+    return metrics
+
+
+# ----------------------------------------------------------------------------- one RL step
+def rollout_batch(
+    policy: HF,
+    scenarios: Sequence[simenv.Scenario],
+    cfg: TrainConfig,
+    rng: random.Random,
+    step: int,
+) -> list[Episode]:
+    """Draw tasks from the mixture and play ``group_size`` episodes of each."""
+    weights = list(cfg.weights) or [1.0] * len(scenarios)
+    chosen = rng.choices(range(len(scenarios)), weights=weights, k=cfg.batch_tasks)
+    episodes: list[Episode] = []
+    for si, s in enumerate(scenarios):
+        count = chosen.count(si)
+        if not count:
+            continue
+        tasks = rng.sample(list(s.split("train")), count)
+        base = len(episodes) // cfg.group_size
+        jobs = [
+            Job(t.id, rng.randrange(2**31), base + i, g, tag=f"step{step}")
+            for i, t in enumerate(tasks)
+            for g in range(cfg.group_size)
+        ]
+        episodes += run(s, policy, jobs, batch_size=len(jobs))
+    return episodes
+
+
+def policy_update(
+    model: Any, optimizer: Any, samples: list[Sample], cfg: TrainConfig, pad: int
+) -> dict[str, float]:
+    """``updates_per_batch`` optimizer steps on the batch; returns the last step's stats."""
+    loss_fn = LOSSES[cfg.loss]
+    clip = (
+        {"clip_low": cfg.clip_low, "clip_high": cfg.clip_high}
+        if cfg.loss == "ppo"
+        else {"clip_low": cfg.clip_low if cfg.clip_low < 1 else None, "clip_high": cfg.cispo_high}
+    )
+    device = next(model.parameters()).device
+    batches = [
+        collate(samples[i : i + cfg.micro_batch], pad, device)
+        for i in range(0, len(samples), cfg.micro_batch)
+    ]
+    num_tokens = sum(b.num_tokens for b in batches)
+    old = []
+    for b in batches:  # the trainer's own logprobs before the update, for the TIS correction
+        if cfg.tis_cap > 0:
+            with torch.no_grad():
+                old.append(
+                    token_logprobs(
+                        model,
+                        b.input_ids,
+                        b.attention_mask,
+                        b.loss_mask,
+                        temperature=cfg.temperature,
+                    )
+                )
+        else:
+            old.append(b.logprobs)
+    stats: dict[str, float] = {}
+    for _ in range(cfg.updates_per_batch):
+        optimizer.zero_grad()
+        totals: dict[str, float] = {}
+        for b, old_logp in zip(batches, old, strict=True):
+            logp, entropy = token_logprobs(
+                model,
+                b.input_ids,
+                b.attention_mask,
+                b.loss_mask,
+                temperature=cfg.temperature,
+                entropy=True,
+            )
+            mask = b.loss_mask
+            if cfg.tis_cap > 0:
+                mask = mask * truncated_is_weight(old_logp, b.logprobs, cfg.tis_cap)
+            loss, part = loss_fn(logp, old_logp, b.advantages, mask, num_tokens, **clip)
+            if cfg.kl_coef > 0:
+                with torch.no_grad(), model.disable_adapter():
+                    ref = token_logprobs(
+                        model,
+                        b.input_ids,
+                        b.attention_mask,
+                        b.loss_mask,
+                        temperature=cfg.temperature,
+                    )
+                kl = masked_sum(kl_k3(logp, ref), b.loss_mask, num_tokens)
+                loss = loss + cfg.kl_coef * kl
+                totals["loss/kl"] = totals.get("loss/kl", 0.0) + float(kl)
+            loss.backward()
+            share = b.num_tokens / max(num_tokens, 1.0)
+            totals["loss/policy"] = totals.get("loss/policy", 0.0) + float(loss.detach())
+            totals["loss/entropy"] = totals.get("loss/entropy", 0.0) + entropy * share
+            for key, value in part.items():
+                totals[key] = totals.get(key, 0.0) + value * share
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        stats = totals
+    return stats
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: Path, model: Any, optimizer: Any, step: int) -> None:
+    """Adapter (or weights), optimizer, step and every RNG state."""
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path / "adapter")
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        },
+        path / "state.pt",
+    )
+
+
+def load_checkpoint(path: Path, model: Any, optimizer: Any) -> int:
+    """Restore a checkpoint into ``model`` and ``optimizer``; return the next step."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(path / "adapter" / "adapter_model.safetensors")))
+    state = torch.load(path / "state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    np.random.set_state(state["rng"]["numpy"])
+    random.setstate(state["rng"]["python"])
+    return int(state["step"]) + 1
+
+
+# ----------------------------------------------------------------------------- the run
+def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
+    """Run the whole job; returns before/after evaluation and where things were written."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    metrics_file = (out / "metrics.jsonl").open("a")
+    history: list[dict[str, Any]] = []
+
+    def record(values: dict[str, float], step: int) -> None:
+        row = {"step": step, **values}
+        history.append(row)
+        metrics_file.write(json.dumps(row) + "\n")
+        metrics_file.flush()
+        if log is not None:
+            log(values, step)
+
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    device = torch.device(
+        "cuda"
+        if cfg.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if cfg.device == "auto" else cfg.device)
+    )
+    scenarios = [simenv.load_scenario(s) for s in cfg.scenarios]
+    base_dir = out / "base"
+    resuming = (out / "checkpoint" / "state.pt").exists() and base_dir.exists()
+    if resuming:
+        model, tokenizer = load(base_dir, device=device)
+    else:
+        model, tokenizer = build_model(cfg, scenarios, device)
+    sampler = HF(
+        model,
+        tokenizer,
+        temperature=cfg.temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed,
+    )
+    result: dict[str, Any] = {"out": str(out)}
+    if not resuming:
+        if cfg.sft_steps:
+            result["before_warm_start"] = evaluate(sampler, scenarios, cfg)
+            record({f"{k}": v for k, v in result["before_warm_start"].items()}, -2)
+            warm_start(
+                model, sampler, cfg, sft_samples(oracle_episodes(scenarios, 2), sampler), record
+            )
+        model.save_pretrained(base_dir)  # the base, saved before it is wrapped with LoRA
+        tokenizer.save_pretrained(base_dir)
+    if cfg.lora_rank > 0:
+        model = with_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
+        sampler.model = model
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    start = load_checkpoint(out / "checkpoint", model, optimizer) if resuming else 0
+    result["model"] = describe(model)
+    result["before"] = evaluate(sampler, scenarios, cfg)
+    record(result["before"], start - 1)
+    rng = random.Random(cfg.seed * 7919 + start)
+    pad = int(tokenizer.pad_token_id)
+    estimator = ESTIMATORS[cfg.advantage]
+    for step in range(start, cfg.steps):
+        began = time.perf_counter()
+        episodes = [e for e in rollout_batch(sampler, scenarios, cfg, rng, step)]
+        valid = [e for e in episodes if e.valid]
+        rewards = torch.tensor([e.reward for e in valid])
+        groups = torch.tensor([e.metadata["job"]["task_index"] for e in valid])
+        adv = estimator(rewards, groups)
+        samples: list[Sample] = []
+        for i, (e, a) in enumerate(zip(valid, adv.values.tolist(), strict=True)):
+            if a != 0.0:
+                for sample in episode_samples(e, i):
+                    sample.advantage = a
+                    samples.append(sample)
+        stats: dict[str, float] = {}
+        if samples:
+            stats = policy_update(model, optimizer, samples, cfg, pad)
+        stats.update(
+            {
+                "episode/reward": float(rewards.mean()) if len(valid) else 0.0,
+                "episode/success": sum(e.success for e in valid) / max(len(valid), 1),
+                "episode/invalid": float(len(episodes) - len(valid)),
+                "batch/flat_groups": float(adv.flat_groups),
+                "perf/step_s": time.perf_counter() - began,
+            }
+        )
+        if (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
+            stats.update(evaluate(sampler, scenarios, cfg))
+        record(stats, step)
+        if (step + 1) % cfg.checkpoint_every == 0:
+            save_checkpoint(out / "checkpoint", model, optimizer, step)
+    result["after"] = evaluate(sampler, scenarios, cfg)
+    record(result["after"], cfg.steps)
+    if cfg.lora_rank > 0:
+        model.save_pretrained(out / "adapter")
+    save_checkpoint(out / "checkpoint", model, optimizer, cfg.steps - 1)
+    metrics_file.close()
+    result["curve"] = str(plot_curve(history, out / "learning_curve.png"))
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def plot_curve(history: list[dict[str, Any]], path: Path) -> Path | None:
+    """Training reward and eval success by step, as a PNG (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    train = [(r["step"], r["episode/reward"]) for r in history if "episode/reward" in r]
+    evals = [(r["step"], r["eval/success"]) for r in history if "eval/success" in r]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train reward (batch mean)", alpha=0.7)
+    if evals:
+        ax.plot(*zip(*evals, strict=True), "o-", label="eval success (held out)")
+    ax.set_xlabel("RL step (negative: before and after the warm start)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
