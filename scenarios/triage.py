@@ -55,22 +55,19 @@ TOPICS: dict[str, tuple[str, ...]] = {
     "tech": ("crash", "error", "login", "bug", "password", "outage"),
     "sales": ("upgrade", "pricing", "quote", "demo", "discount", "license"),
 }
-TRAIN_PHRASES = (
+PHRASES = (
     "Hi, I have a question about my {w}.",
     "There is a problem with the {w}, please help.",
     "Can someone look at my {w} today?",
     "Urgent: {w} issue on my account.",
-)
-EVAL_PHRASES = (
     "Hello team, my {w} needs attention.",
     "Quick one about a {w}, thanks.",
+    "Something is wrong with the {w} again.",
+    "Please check the {w} for me.",
 )
 SYSTEM_PROMPT = """\
-You route support tickets. First call get_plan to see the sender's plan. Then call route with
-the team for the ticket's topic and the priority for the plan.
-Teams: billing (invoices, charges, refunds, payments, receipts, bills), tech (crashes, errors,
-logins, bugs, passwords, outages), sales (upgrades, pricing, quotes, demos, discounts, licenses).
-Priority: high for the enterprise plan, normal otherwise."""
+Route the ticket. Call get_plan, then route with the team (billing, tech or sales) for the
+ticket's topic and the priority: high for the enterprise plan, normal otherwise."""
 
 
 class Desk(Sandbox):
@@ -109,22 +106,26 @@ def route(
 
 
 def make_tasks() -> list[Task]:
-    """Every (customer, topic word, phrasing) once; eval uses phrasings training never sees."""
+    """Every (topic word, phrasing) pair once; a quarter of the pairs are held out for eval.
+
+    Each word and each phrasing also appears in training, in other pairs: solving an eval
+    ticket takes reading the topic word, not remembering the ticket.
+    """
     tasks = []
     rng = np.random.default_rng(0)
-    for split, phrases in (("train", TRAIN_PHRASES), ("eval", EVAL_PHRASES)):
-        for team, words in TOPICS.items():
-            for w, word in enumerate(words):
-                for p, phrase in enumerate(phrases):
-                    customer = f"C-{int(rng.integers(1, 10))}"
-                    tasks.append(
-                        Task(
-                            id=f"{split}-{team}-{w}-{p}",
-                            prompt=f"Ticket from {customer}: {phrase.format(w=word)}",
-                            split=split,  # type: ignore[arg-type]
-                            data={"customer": customer, "team": team},
-                        )
+    for team, words in TOPICS.items():
+        for w, word in enumerate(words):
+            for p, phrase in enumerate(PHRASES):
+                customer = f"C-{int(rng.integers(1, 10))}"
+                held_out = (w + p + len(team)) % 4 == 0
+                tasks.append(
+                    Task(
+                        id=f"{team}-{w}-{p}",
+                        prompt=f"Ticket from {customer}: {phrase.format(w=word)}",
+                        split="eval" if held_out else "train",
+                        data={"customer": customer, "team": team},
                     )
+                )
     return tasks
 
 
@@ -162,7 +163,7 @@ TASKS = make_tasks()
 EXAMPLES = (
     Example(
         title="golden: look up the plan, route to billing",
-        task_id="train-billing-0-0",
+        task_id="billing-0-0",
         seed=1,
         actions=(
             format_tool_call("get_plan", {}),
@@ -172,7 +173,7 @@ EXAMPLES = (
     ),
     Example(
         title="failing: right priority, wrong team",
-        task_id="train-billing-0-0",
+        task_id="billing-0-0",
         seed=1,
         actions=(
             format_tool_call("get_plan", {}),
@@ -196,4 +197,3 @@ SCENARIO = Scenario(
     finish_tools=["route"],
     examples=EXAMPLES,
 )
-

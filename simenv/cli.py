@@ -281,8 +281,23 @@ def check(
         raise typer.Exit(1)
 
 
+def _plugins() -> None:
+    """Add the commands other distributions declare (group ``simenv.cli``), e.g. ``train``."""
+    from importlib.metadata import entry_points
+
+    known = {c.name for c in app.registered_commands}
+    for ep in entry_points(group="simenv.cli"):
+        if ep.name in known:
+            continue
+        try:
+            app.command(ep.name)(ep.load())
+        except ImportError as exc:  # the plugin's extra is not installed
+            err.print(f"[dim]simenv: command {ep.name!r} unavailable ({exc})[/]")
+
+
 def main() -> None:
     """Entry point of the ``simenv`` script."""
+    _plugins()
     app()
 
 

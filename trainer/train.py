@@ -319,84 +319,89 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         if log is not None:
             log(values, step)
 
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    device = torch.device(
-        "cuda"
-        if cfg.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if cfg.device == "auto" else cfg.device)
-    )
-    scenarios = [simenv.load_scenario(s) for s in cfg.scenarios]
-    base_dir = out / "base"
-    resuming = (out / "checkpoint" / "state.pt").exists() and base_dir.exists()
-    if resuming:
-        model, tokenizer = load(base_dir, device=device)
-    else:
-        model, tokenizer = build_model(cfg, scenarios, device)
-    sampler = HF(
-        model,
-        tokenizer,
-        temperature=cfg.temperature,
-        max_new_tokens=cfg.max_new_tokens,
-        seed=cfg.seed,
-    )
-    result: dict[str, Any] = {"out": str(out)}
-    if not resuming:
-        if cfg.sft_steps:
-            result["before_warm_start"] = evaluate(sampler, scenarios, cfg)
-            record({f"{k}": v for k, v in result["before_warm_start"].items()}, -2)
-            warm_start(
-                model, sampler, cfg, sft_samples(oracle_episodes(scenarios, 2), sampler), record
-            )
-        model.save_pretrained(base_dir)  # the base, saved before it is wrapped with LoRA
-        tokenizer.save_pretrained(base_dir)
-    if cfg.lora_rank > 0:
-        model = with_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
-        sampler.model = model
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    start = load_checkpoint(out / "checkpoint", model, optimizer) if resuming else 0
-    result["model"] = describe(model)
-    result["before"] = evaluate(sampler, scenarios, cfg)
-    record(result["before"], start - 1)
-    rng = random.Random(cfg.seed * 7919 + start)
-    pad = int(tokenizer.pad_token_id)
-    estimator = ESTIMATORS[cfg.advantage]
-    for step in range(start, cfg.steps):
-        began = time.perf_counter()
-        episodes = [e for e in rollout_batch(sampler, scenarios, cfg, rng, step)]
-        valid = [e for e in episodes if e.valid]
-        rewards = torch.tensor([e.reward for e in valid])
-        groups = torch.tensor([e.metadata["job"]["task_index"] for e in valid])
-        adv = estimator(rewards, groups)
-        samples: list[Sample] = []
-        for i, (e, a) in enumerate(zip(valid, adv.values.tolist(), strict=True)):
-            if a != 0.0:
-                for sample in episode_samples(e, i):
-                    sample.advantage = a
-                    samples.append(sample)
-        stats: dict[str, float] = {}
-        if samples:
-            stats = policy_update(model, optimizer, samples, cfg, pad)
-        stats.update(
-            {
-                "episode/reward": float(rewards.mean()) if len(valid) else 0.0,
-                "episode/success": sum(e.success for e in valid) / max(len(valid), 1),
-                "episode/invalid": float(len(episodes) - len(valid)),
-                "batch/flat_groups": float(adv.flat_groups),
-                "perf/step_s": time.perf_counter() - began,
-            }
+    try:
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        device = torch.device(
+            "cuda"
+            if cfg.device == "auto" and torch.cuda.is_available()
+            else ("cpu" if cfg.device == "auto" else cfg.device)
         )
-        if (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
-            stats.update(evaluate(sampler, scenarios, cfg))
-        record(stats, step)
-        if (step + 1) % cfg.checkpoint_every == 0:
-            save_checkpoint(out / "checkpoint", model, optimizer, step)
-    result["after"] = evaluate(sampler, scenarios, cfg)
-    record(result["after"], cfg.steps)
-    if cfg.lora_rank > 0:
-        model.save_pretrained(out / "adapter")
-    save_checkpoint(out / "checkpoint", model, optimizer, cfg.steps - 1)
-    metrics_file.close()
+        scenarios = [simenv.load_scenario(s) for s in cfg.scenarios]
+        base_dir = out / "base"
+        resuming = (out / "checkpoint" / "state.pt").exists() and base_dir.exists()
+        if resuming:
+            model, tokenizer = load(base_dir, device=device)
+        else:
+            model, tokenizer = build_model(cfg, scenarios, device)
+        sampler = HF(
+            model,
+            tokenizer,
+            temperature=cfg.temperature,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=cfg.seed,
+        )
+        result: dict[str, Any] = {"out": str(out)}
+        if not resuming:
+            if cfg.sft_steps:
+                result["before_warm_start"] = evaluate(sampler, scenarios, cfg)
+                record({f"{k}": v for k, v in result["before_warm_start"].items()}, -2)
+                warm_start(
+                    model, sampler, cfg, sft_samples(oracle_episodes(scenarios, 2), sampler), record
+                )
+            model.save_pretrained(base_dir)  # the base, saved before it is wrapped with LoRA
+            tokenizer.save_pretrained(base_dir)
+        if cfg.lora_rank > 0:
+            model = with_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
+            sampler.model = model
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+        start = load_checkpoint(out / "checkpoint", model, optimizer) if resuming else 0
+        result["model"] = describe(model)
+        result["before"] = evaluate(sampler, scenarios, cfg)
+        record(result["before"], start - 1)
+        pad = int(tokenizer.pad_token_id)
+        estimator = ESTIMATORS[cfg.advantage]
+        for step in range(start, cfg.steps):
+            began = time.perf_counter()
+            # Every random draw of a step depends on (seed, step) only: a resumed run replays
+            # exactly the steps an uninterrupted one would have taken.
+            rng = random.Random(cfg.seed * 1_000_003 + step)
+            sampler.reseed(cfg.seed * 7919 + step)
+            episodes = rollout_batch(sampler, scenarios, cfg, rng, step)
+            valid = [e for e in episodes if e.valid]
+            rewards = torch.tensor([e.reward for e in valid])
+            groups = torch.tensor([e.metadata["job"]["task_index"] for e in valid])
+            adv = estimator(rewards, groups)
+            samples: list[Sample] = []
+            for i, (e, a) in enumerate(zip(valid, adv.values.tolist(), strict=True)):
+                if a != 0.0:
+                    for sample in episode_samples(e, i):
+                        sample.advantage = a
+                        samples.append(sample)
+            stats: dict[str, float] = {}
+            if samples:
+                stats = policy_update(model, optimizer, samples, cfg, pad)
+            stats.update(
+                {
+                    "episode/reward": float(rewards.mean()) if len(valid) else 0.0,
+                    "episode/success": sum(e.success for e in valid) / max(len(valid), 1),
+                    "episode/invalid": float(len(episodes) - len(valid)),
+                    "batch/flat_groups": float(adv.flat_groups),
+                    "perf/step_s": time.perf_counter() - began,
+                }
+            )
+            if (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
+                stats.update(evaluate(sampler, scenarios, cfg))
+            record(stats, step)
+            if (step + 1) % cfg.checkpoint_every == 0:
+                save_checkpoint(out / "checkpoint", model, optimizer, step)
+        result["after"] = evaluate(sampler, scenarios, cfg)
+        record(result["after"], cfg.steps)
+        if cfg.lora_rank > 0:
+            model.save_pretrained(out / "adapter")
+        save_checkpoint(out / "checkpoint", model, optimizer, cfg.steps - 1)
+    finally:
+        metrics_file.close()
     result["curve"] = str(plot_curve(history, out / "learning_curve.png"))
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return result

@@ -74,6 +74,10 @@ class HF:
         self._calls = 0
         self.name = str(getattr(model, "name_or_path", "") or type(model).__name__)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the sampling stream at ``seed`` (the trainer does this every step)."""
+        self.seed, self._calls = seed, 0
+
     def describe(self) -> dict[str, Any]:
         """Name and sampling parameters."""
         return {

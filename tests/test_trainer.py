@@ -1,0 +1,181 @@
+"""The trainer on a real tiny model: token-in/token-out samples, logprobs, checkpoints, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+import simenv  # noqa: E402
+from simenv.policies import HF  # noqa: E402
+from simenv.runner import Job, run  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.models import build_tiny, load, token_logprobs, with_lora  # noqa: E402
+from trainer.samples import collate, episode_samples, is_prefix_preserving  # noqa: E402
+from trainer.train import oracle_episodes, raw_messages, render, sft_samples  # noqa: E402
+
+SCENARIO = "support/Triage-v1"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
+    scenario = simenv.load_scenario(SCENARIO)
+    tools = [t.schema() for t in scenario.tools]
+    corpus = [render(raw_messages(e), tools) for e in oracle_episodes([scenario], seeds=1)]
+    path = tmp_path_factory.mktemp("tiny")
+    model, tokenizer = build_tiny(corpus, save_dir=path, seed=0)
+    return model, tokenizer, path
+
+
+@pytest.fixture(scope="module")
+def episodes(tiny: tuple[Any, Any, Path]) -> list[simenv.Episode]:
+    model, tokenizer, _ = tiny
+    policy = HF(model, tokenizer, temperature=1.0, max_new_tokens=24, seed=3)
+    scenario = simenv.load_scenario(SCENARIO)
+    jobs = [
+        Job(t.id, 7 + i, i, g) for i, t in enumerate(scenario.split("train")[:3]) for g in range(2)
+    ]
+    return run(scenario, policy, jobs)
+
+
+def test_from_pretrained_round_trip(tiny: tuple[Any, Any, Path]) -> None:
+    model, tokenizer, path = tiny
+    loaded, loaded_tok = load(path)
+    ids = torch.tensor([tokenizer("Ticket from C-1: my invoice")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, loaded(ids).logits, atol=1e-6)
+    assert loaded_tok.chat_template == tokenizer.chat_template
+
+
+def test_template_is_prefix_preserving(tiny: tuple[Any, Any, Path]) -> None:
+    assert is_prefix_preserving(tiny[1])
+
+
+def test_episodes_carry_the_samplers_tokens(episodes: list[simenv.Episode]) -> None:
+    for e in episodes:
+        turns = e.metadata["turns"]
+        assert len(turns) == e.turns
+        for turn in turns:
+            assert len(turn["completion_ids"]) == len(turn["logprobs"]) > 0
+
+
+def test_loss_mask_covers_exactly_the_generated_tokens(
+    tiny: tuple[Any, Any, Path], episodes: list[simenv.Episode]
+) -> None:
+    tokenizer = tiny[1]
+    merged = 0
+    for e in episodes:
+        # One sequence when each prompt extends the previous prompt + completion token for
+        # token; otherwise (an untrained model's text may re-tokenise differently) one per turn.
+        samples = episode_samples(e)
+        merged += len(samples) == 1
+        generated = [t for turn in e.metadata["turns"] for t in turn["completion_ids"]]
+        masked = [t for s in samples for t, m in zip(s.input_ids, s.loss_mask, strict=True) if m]
+        assert masked == generated
+        unmasked = tokenizer.decode(
+            [t for s in samples for t, m in zip(s.input_ids, s.loss_mask, strict=True) if not m]
+        )
+        assert "<|im_start|>system" in unmasked and "<|im_start|>user" in unmasked
+        if e.turns > 1:
+            assert "<|im_start|>tool" in unmasked  # tool results are never trained on
+        per_turn = episode_samples(e, merge=False)
+        assert len(per_turn) == e.turns
+        assert sum(sum(s.loss_mask) for s in per_turn) == len(generated)
+    assert merged > 0 or all(e.turns == 1 for e in episodes)
+
+
+def test_recorded_logprobs_match_the_trainers_recomputation(
+    tiny: tuple[Any, Any, Path], episodes: list[simenv.Episode]
+) -> None:
+    model, tokenizer, _ = tiny
+    samples = [s for i, e in enumerate(episodes) for s in episode_samples(e, i)]
+    batch = collate(samples, tokenizer.pad_token_id)
+    with torch.no_grad():
+        logp = token_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask)
+    diff = ((logp - batch.logprobs) * batch.loss_mask).abs().max().item()
+    assert diff < 1e-4, diff
+
+
+def test_tool_and_user_tokens_get_zero_gradient(
+    tiny: tuple[Any, Any, Path], episodes: list[simenv.Episode]
+) -> None:
+    model, tokenizer, _ = tiny
+    batch = collate(episode_samples(episodes[0])[:1], tokenizer.pad_token_id)
+    embeddings = model.get_input_embeddings()(batch.input_ids).detach().requires_grad_(True)
+    out = model(inputs_embeds=embeddings, attention_mask=batch.attention_mask)
+    logp = (
+        torch.log_softmax(out.logits[:, :-1].float(), -1)
+        .gather(-1, batch.input_ids[:, 1:, None])
+        .squeeze(-1)
+    )
+    loss = -(logp * batch.loss_mask[:, 1:]).sum()
+    loss.backward()
+    # the last position's output is never used: a token after the final completion cannot matter
+    assert embeddings.grad is not None
+    assert embeddings.grad[0, -1].abs().sum() == 0
+
+
+def test_sft_samples_mask_only_gold_completions(tiny: tuple[Any, Any, Path]) -> None:
+    model, tokenizer, _ = tiny
+    policy = HF(model, tokenizer)
+    episodes = oracle_episodes([simenv.load_scenario(SCENARIO)], seeds=1)[:2]
+    samples = sft_samples(episodes, policy)
+    assert len(samples) == 4  # two turns each
+    gold = tokenizer.decode(
+        [t for t, m in zip(samples[0].input_ids, samples[0].loss_mask, strict=True) if m]
+    )
+    assert gold == '<tool_call>{"name": "get_plan", "arguments": {}}</tool_call><|im_end|>'
+
+
+def test_checkpoint_resumes_to_the_same_next_step_and_export_reloads(tmp_path: Path) -> None:
+    from trainer.export import export_run
+    from trainer.train import train
+
+    base = dict(
+        steps=2,
+        sft_steps=2,
+        group_size=2,
+        batch_tasks=2,
+        eval_samples=1,
+        eval_every=100,
+        checkpoint_every=1,
+        max_new_tokens=20,
+        micro_batch=8,
+    )
+    full = tmp_path / "full"
+    train(TrainConfig(out=str(full), **base))
+    cut = tmp_path / "cut"
+    train(TrainConfig(out=str(cut), **{**base, "steps": 1}))
+    train(TrainConfig(out=str(cut), **base))  # resumes from the checkpoint at step 0
+    rows = [json.loads(line) for line in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "episode/reward" in r] == [0, 1]
+    a = (full / "adapter" / "adapter_model.safetensors").read_bytes()
+    b = (cut / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert a == b  # the resumed run ends exactly where the uninterrupted one does
+    written = export_run(full)
+    merged, tokenizer = load(written["merged"])
+    from peft import PeftModel
+
+    reference = PeftModel.from_pretrained(load(full / "base")[0], str(full / "adapter"))
+    ids = torch.tensor([tokenizer("Ticket from C-2: my bug")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, reference(ids).logits, atol=1e-5)
+
+
+def test_lora_wraps_every_linear_layer(tiny: tuple[Any, Any, Path]) -> None:
+    model = with_lora(load(tiny[2])[0], rank=4)
+    names = {n.split(".")[-4] for n, _ in model.named_parameters() if "lora_A" in n}
+    assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= names
+
+
+def test_config_checks_and_help() -> None:
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainConfig(loss="magic")
+    with pytest.raises(ValueError, match="group_size"):
+        TrainConfig(group_size=1)
+    assert "Episodes sampled per task" in TrainConfig.help()["group_size"]

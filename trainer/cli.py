@@ -1,0 +1,107 @@
+"""``simenv train`` and ``simenv export``: plugged into the simenv command by entry point.
+
+simenv never imports the trainer; the ``simenv.cli`` entry points of this distribution add these
+commands when the trainer's dependencies are installed. torch is imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+out = Console()
+err = Console(stderr=True)
+
+
+def train(
+    scenarios: Annotated[
+        list[str] | None, typer.Argument(help="Scenario ids or files (default: support/Triage-v1).")
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Comma-separated sampling weight per scenario.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model directory, or tiny.")] = None,
+    loss: Annotated[str | None, typer.Option(help="ppo, cispo or importance_sampling.")] = None,
+    advantage: Annotated[str | None, typer.Option(help="grpo, dr_grpo or rloo.")] = None,
+    group_size: Annotated[int | None, typer.Option(help="Episodes per task (the group).")] = None,
+    batch_tasks: Annotated[int | None, typer.Option(help="Tasks per batch.")] = None,
+    steps: Annotated[int | None, typer.Option(help="RL batches.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of the RL phase.")] = None,
+    lora_rank: Annotated[int | None, typer.Option(help="LoRA rank; 0 trains every weight.")] = None,
+    sft_steps: Annotated[
+        int | None, typer.Option(help="Warm-start steps on oracle episodes.")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of everything.")] = None,
+    out_dir: Annotated[str | None, typer.Option("--out", help="Output directory.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="JSON file with any TrainConfig fields; options win.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Any other field, as name=value; repeatable.")
+    ] = None,
+) -> None:
+    """Train a policy on scenarios with RL (GRPO/RLOO advantages, PPO/CISPO/IS losses, LoRA)."""
+    from trainer.config import TrainConfig
+    from trainer.train import train as run_training
+
+    overrides: dict[str, Any] = {
+        "scenarios": tuple(scenarios) if scenarios else None,
+        "weights": tuple(float(w) for w in weights.split(",")) if weights else None,
+        "model": model, "loss": loss, "advantage": advantage, "group_size": group_size,
+        "batch_tasks": batch_tasks, "steps": steps, "lr": lr, "lora_rank": lora_rank,
+        "sft_steps": sft_steps, "temperature": temperature, "seed": seed, "out": out_dir,
+    }  # fmt: skip
+    defaults = TrainConfig()
+    for item in set_ or []:
+        name, _, value = item.partition("=")
+        if not hasattr(defaults, name):
+            err.print(f"[bold red]error:[/] --set {name}: no such field; see TrainConfig")
+            raise typer.Exit(2)
+        kind = type(getattr(defaults, name))
+        overrides[name] = tuple(value.split(",")) if kind is tuple else kind(value)
+    try:
+        if config is not None:
+            cfg = TrainConfig.from_file(config, **overrides)
+        else:
+            cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    except (ValueError, TypeError) as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+    def log(values: dict[str, float], step: int) -> None:
+        shown = {k: round(v, 3) for k, v in values.items() if not k.startswith("perf")}
+        out.print(f"[dim]step {step:>4}[/] {shown}")
+
+    result = run_training(cfg, log)
+    out.rule("held-out evaluation")
+    if "before_warm_start" in result:
+        out.print(f"before training:        {_brief(result['before_warm_start'])}")
+        out.print(f"after the warm start:   {_brief(result['before'])}")
+    else:
+        out.print(f"before RL:              {_brief(result['before'])}")
+    out.print(f"after RL:               {_brief(result['after'])}")
+    out.print(f"learning curve: {result.get('curve')}; everything in {result['out']}")
+
+
+def _brief(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k.removeprefix('eval/')}={v:.3f}" for k, v in metrics.items())
+
+
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="The --out directory of a training run.")],
+    dest: Annotated[Path | None, typer.Option(help="Where to write (default: RUN/export).")] = None,
+) -> None:
+    """Write the adapter and a merged model in Hugging Face format (from_pretrained loads it)."""
+    from trainer.export import export_run
+
+    try:
+        written = export_run(run_dir, dest)
+    except FileNotFoundError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    out.print(json.dumps({k: str(v) for k, v in written.items()}, indent=2))
