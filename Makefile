@@ -1,6 +1,7 @@
 # The two commands of the README, and their parts. Each target creates .venv itself.
 #   make demo   the main job on a bundled scenario, nothing to configure
 #   make test   lint, types, import contracts and the test suite (what CI runs)
+#   make train  a short RL training run of the tiny model (preview; see docs/training.md)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS ?= dev
 PIP_FLAGS ?= --disable-pip-version-check --progress-bar off -q
 
-.PHONY: demo test lint typecheck imports pytest bench clean
+.PHONY: demo train test lint typecheck imports pytest bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,10 @@ demo: $(STAMP)
 	@mkdir -p runs
 	$(BIN)/simenv run support/Refunds-v1 --split eval \
 		--policy oracle --policy null --policy random --out runs/demo.jsonl
+
+# A short RL run of the tiny model (warm start, then GRPO + PPO on LoRA), CPU, a few minutes.
+train: $(STAMP)
+	$(BIN)/simenv train --out runs/train
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,7 +43,8 @@ pytest: $(STAMP)
 test: lint typecheck imports pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/env_step.py
+	$(BIN)/python bench/env_step.py --write
+	$(BIN)/python bench/check_fast.py --write
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

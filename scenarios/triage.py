@@ -121,7 +121,7 @@ def make_tasks() -> list[Task]:
                 tasks.append(
                     Task(
                         id=f"{team}-{w}-{p}",
-                        prompt=f"Ticket from {customer}: {phrase.format(w=word)}",
+                        prompt=f"Ticket from {customer}: {phrase.format(w=word)}\nSubject: {word}",
                         split="eval" if held_out else "train",
                         data={"customer": customer, "team": team},
                     )

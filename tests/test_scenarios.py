@@ -104,3 +104,10 @@ def test_random_and_malformed_actions_never_raise(scenario: simenv.Scenario) -> 
         assert episode.valid, episode.error
         steps += episode.turns
         seed += 1
+
+
+def test_gymnasium_make_with_the_module_prefix() -> None:
+    env = gymnasium.make("scenarios:support/Refunds-v1")
+    observation, info = env.reset(seed=2)
+    assert info["scenario_id"] == "support/Refunds-v1" and observation[0]["role"] == "system"
+    env.close()
