@@ -32,7 +32,7 @@ class TrainConfig:
     """Episodes sampled per task (the GRPO group); they share one starting state."""
     batch_tasks: int = 8
     """Tasks per batch; a batch is batch_tasks x group_size episodes."""
-    steps: int = 60
+    steps: int = 40
     """RL batches to train on."""
     updates_per_batch: int = 1
     """Optimizer steps on each batch (more than 1 makes the policy drift from the sampler)."""
@@ -58,15 +58,15 @@ class TrainConfig:
     """Sampling temperature of the rollouts (and of the trainer's logprobs)."""
     max_new_tokens: int = 48
     """Longest completion per turn."""
-    sft_steps: int = 60
+    sft_steps: int = 300
     """Supervised warm-start steps on oracle episodes before RL (0 skips it)."""
     sft_lr: float = 3e-3
     """Learning rate of the warm start."""
     sft_batch: int = 32
     """Turns per warm-start step."""
-    eval_every: int = 20
+    eval_every: int = 10
     """Evaluate on the eval split every this many RL steps (and before and after)."""
-    eval_samples: int = 4
+    eval_samples: int = 2
     """Samples per eval task for pass@k (k = 1 .. eval_samples)."""
     checkpoint_every: int = 20
     """Save adapter, optimizer, step and RNG state every this many steps."""
