@@ -24,6 +24,7 @@ from simenv import (
     ToolError,
     tool,
 )
+from simenv.checks.episodes import comparable
 from simenv.parsing import format_tool_call
 from simenv.policies import Null, Oracle, Random, Scripted, from_string
 
@@ -184,14 +185,7 @@ def test_a_crashing_tool_invalidates_the_episode_without_raising() -> None:
 
 
 def _same(a: simenv.Episode, b: simenv.Episode) -> bool:
-    def strip(e: simenv.Episode) -> dict[str, Any]:
-        d = e.to_dict()
-        for step in d["steps"]:
-            for result in step["tool_results"]:
-                result["latency_s"] = 0
-        return d
-
-    return strip(a) == strip(b)
+    return comparable(a) == comparable(b)
 
 
 def test_same_seed_and_actions_same_episode_and_seedless_resets_are_reproducible() -> None:

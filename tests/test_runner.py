@@ -14,23 +14,15 @@ from typing import Any
 import pytest
 
 import simenv
+from simenv.checks.episodes import comparable
 from simenv.errors import SimenvError
 from simenv.policies import Oracle, Random
 from simenv.policies.base import Conversation
 from simenv.runner import plan_jobs, run
 from simenv.store import EpisodeStore, read_episodes
-from simenv.types import Action, Episode
+from simenv.types import Action
 
 SCENARIO = "support/Refunds-v1"
-
-
-def comparable(episode: Episode) -> dict[str, Any]:
-    record = episode.to_dict()
-    for step in record["steps"]:
-        for result in step["tool_results"]:
-            result["latency_s"] = 0.0
-    record.pop("policy")
-    return record
 
 
 class CountingPolicy:

@@ -9,6 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import simenv
+from simenv.checks.episodes import comparable as _comparable
 from simenv.policies import Null, Oracle, Random, Scripted
 
 BUNDLED = sorted(i for i in simenv.registry() if simenv.spec(i).source.startswith("entry point"))
@@ -60,14 +61,6 @@ def test_examples_earn_the_reward_they_state(scenario: simenv.Scenario) -> None:
             env, Scripted(example.actions), seed=example.seed, task_id=example.task_id
         )
         assert episode.reward == pytest.approx(example.reward), example.title
-
-
-def _comparable(episode: simenv.Episode) -> dict[str, object]:
-    record = episode.to_dict()
-    for step in record["steps"]:
-        for result in step["tool_results"]:
-            result["latency_s"] = 0.0
-    return record
 
 
 def test_same_seed_same_episode(scenario: simenv.Scenario) -> None:
