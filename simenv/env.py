@@ -18,6 +18,7 @@ from simenv.parsing import parse_action
 from simenv.scenario import Outcome, Scenario
 from simenv.spaces import AssistantAction, ChatObservation
 from simenv.tools.base import format_result
+from simenv.tools.replay import Served
 from simenv.tools.sandbox import Sandbox
 from simenv.types import Action, Episode, Message, Step, Task, ToolCall, ToolResult
 
@@ -374,9 +375,14 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
             injected = self._inject.get(call.name)
             if injected:
                 kwargs.update(injected)
-            content, is_error = format_result(tool.fn(**kwargs)), False
+            value = tool.fn(**kwargs)
+            if type(value) is Served:  # a replayed tool says where each answer came from
+                provenance, value = value.provenance, value.value
+            else:
+                provenance = tool.provenance
+            content, is_error = format_result(value), False
         except ToolError as exc:
-            content, is_error = f"Error: {exc}", True
+            content, is_error, provenance = f"Error: {exc}", True, tool.provenance
         except InfraError:
             raise
         except Exception as exc:
@@ -387,4 +393,4 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
                 f"{where}"
             ) from exc
         latency = perf_counter() - start
-        return ToolResult(call.id, tool.name, content, is_error, tool.provenance, latency)
+        return ToolResult(call.id, tool.name, content, is_error, provenance, latency)

@@ -163,8 +163,9 @@ class Tool:
         parameters: JSON schema of the agent-visible arguments.
         effect: ``"read"`` (must not change state) or ``"write"``.
         injected: Injected parameter name -> its annotation (hidden from the schema).
-        provenance: Tool pattern recorded on each result (``sandbox``, ``live``, ...).
-        fn: The wrapped function.
+        provenance: Tool pattern recorded on each result (``sandbox``, ``live``, ``replay``).
+        replay: The :class:`~simenv.tools.replay.Cassette` serving this tool, if any.
+        fn: The wrapped function (for a replayed tool, the cassette in front of it).
     """
 
     def __init__(
@@ -175,6 +176,7 @@ class Tool:
         name: str | None = None,
         description: str | None = None,
         provenance: str | None = None,
+        replay: Any = None,
     ) -> None:
         if effect not in ("read", "write"):
             raise ScenarioError(
@@ -247,6 +249,15 @@ class Tool:
         schema["additionalProperties"] = False
         self.parameters: dict[str, Any] = schema
         self.provenance = provenance or ("sandbox" if self.injected else "live")
+        self.replay = replay
+        if replay is not None:
+            if effect != "read":
+                raise ScenarioError(
+                    f"tool {self.name!r}: only read tools can be replayed (a replayed write "
+                    "would not happen); drop replay= or declare effect='read'"
+                )
+            self.provenance = "replay"
+            self.fn = replay.wrap(self.name, fn, self.argument_names)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the wrapped function directly (no validation, nothing injected)."""
@@ -321,6 +332,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     provenance: str | None = None,
+    replay: Any = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -332,6 +344,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     provenance: str | None = None,
+    replay: Any = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a typed function into a :class:`Tool`.
 
@@ -346,9 +359,17 @@ def tool(
         description: Overrides the description taken from the docstring.
         provenance: Recorded on each result; defaults to ``sandbox`` for tools with an injected
             state and ``live`` otherwise.
+        replay: A :class:`~simenv.tools.replay.Cassette` to serve this read tool from.
     """
 
     def wrap(f: Callable[..., Any]) -> Tool:
-        return Tool(f, effect=effect, name=name, description=description, provenance=provenance)
+        return Tool(
+            f,
+            effect=effect,
+            name=name,
+            description=description,
+            provenance=provenance,
+            replay=replay,
+        )
 
     return wrap(fn) if fn is not None else wrap
