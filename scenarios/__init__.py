@@ -15,6 +15,7 @@ import gymnasium
 BUNDLED: dict[str, str] = {
     "support/Refunds-v1": "scenarios.support_desk:SCENARIO",
     "support/Triage-v1": "scenarios.triage:SCENARIO",
+    "sql/Analyst-v1": "scenarios.sql_analyst:SCENARIO",
 }
 """Scenario id -> ``module:attribute`` of its ``Scenario``."""
 
