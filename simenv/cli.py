@@ -281,6 +281,56 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command("eval")
+def evaluate(
+    run_file: Annotated[Path, typer.Argument(help="A JSONL file of episodes (simenv run --out).")],
+    compare: Annotated[
+        Path | None, typer.Option(help="Another run on the same tasks: paired difference.")
+    ] = None,
+    k: Annotated[str, typer.Option(help="Comma-separated k for pass@k and pass^k.")] = "1,2,4,8",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Evaluate a run: reward with a 95% interval, success, pass@k, pass^k, tool use."""
+    from simenv.metrics import compare as paired
+    from simenv.metrics import summarize
+    from simenv.store import read_episodes
+
+    try:
+        ks = [int(x) for x in k.split(",") if x.strip()]
+        episodes = list(read_episodes(run_file))
+        other = list(read_episodes(compare)) if compare else None
+    except (OSError, ValueError, SimenvError) as exc:
+        raise _fail(str(exc)) from None
+    if not episodes:
+        raise _fail(f"{run_file} holds no episodes")
+    metrics = summarize(episodes, ks)
+    result: dict[str, Any] = {"run": str(run_file), "metrics": metrics}
+    if other is not None:
+        result["comparison"] = {m: paired(episodes, other, metric=m) for m in ("reward", "success")}
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+        return
+    table = Table(
+        title=f"{run_file} ({metrics['episodes']} episodes, {len(metrics['tasks'])} tasks)"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if key in ("tasks", "tools/calls", "episode/termination"):
+            continue
+        shown = f"{value[0]:.3f} .. {value[1]:.3f}" if isinstance(value, list) else f"{value:.3f}"
+        table.add_row(key, shown)
+    table.add_row("episode/termination", json.dumps(metrics["episode/termination"]))
+    table.add_row("tools/calls", json.dumps(metrics["tools/calls"]))
+    out.print(table)
+    for name, c in result.get("comparison", {}).items():
+        low, high = c["difference_ci95"]
+        out.print(
+            f"{name}: {c['a']:.3f} -> {c['b']:.3f} on {c['tasks']} shared tasks, difference "
+            f"{c['difference']:+.3f} (95% CI {low:+.3f} .. {high:+.3f})"
+        )
+
+
 def _plugins() -> None:
     """Add the commands other distributions declare (group ``simenv.cli``), e.g. ``train``."""
     from importlib.metadata import entry_points
