@@ -7,6 +7,17 @@ Scripted policies live here: :class:`Oracle` (the scenario's gold turns), :class
 
 from simenv.policies.base import Conversation, Policy
 from simenv.policies.hf import HF
+from simenv.policies.openai import OpenAI
 from simenv.policies.scripted import Null, Oracle, Random, Scripted, from_string
 
-__all__ = ["HF", "Conversation", "Null", "Oracle", "Policy", "Random", "Scripted", "from_string"]
+__all__ = [
+    "HF",
+    "Conversation",
+    "Null",
+    "OpenAI",
+    "Oracle",
+    "Policy",
+    "Random",
+    "Scripted",
+    "from_string",
+]

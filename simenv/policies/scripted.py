@@ -191,8 +191,17 @@ def from_string(name: str, *, seed: int = 0) -> Policy:
         return Null()
     if key == "random":
         return Random(seed=seed)
+    if key.startswith("openai:"):
+        from simenv.policies.openai import OpenAI
+
+        model, _, url = name.strip()[7:].partition("@")
+        if not model or not url:
+            raise ValueError("write the OpenAI policy as openai:MODEL@BASE_URL")
+        return OpenAI(model, url)
     if key.startswith("hf:"):
         from simenv.policies.hf import HF
 
         return HF(name.strip()[3:], seed=seed)
-    raise ValueError(f"unknown policy {name!r}; use one of: oracle, null, random, hf:PATH")
+    raise ValueError(
+        f"unknown policy {name!r}; use one of: oracle, null, random, hf:PATH, openai:MODEL@URL"
+    )
