@@ -37,8 +37,8 @@ class Server:
         elif tool_turns == 1:
             arguments = json.dumps({"team": "billing", "priority": "high"})
             call = {"name": "route", "arguments": arguments}
-            message = {"role": "assistant", "content": None,
-                       "tool_calls": [{"id": "call_b", "type": "function", "function": call}]}  # fmt: skip
+            entry = {"id": "call_b", "type": "function", "function": call}
+            message = {"role": "assistant", "content": None, "tool_calls": [entry]}
         else:
             message = {"role": "assistant", "content": "Routed."}
         logprobs = {"content": [{"token": "token_id:7", "logprob": -0.5},
@@ -125,7 +125,7 @@ def test_times_out(server: tuple[Server, str]) -> None:
     start = time.monotonic()
     with pytest.raises(InfraError, match="did not answer"):
         policy.act([Conversation([{"role": "user", "content": "hi"}], {})])
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 1.9  # the server would have answered after 2 s
 
 
 def test_concurrency_is_bounded(server: tuple[Server, str]) -> None:
