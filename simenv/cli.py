@@ -289,6 +289,9 @@ def evaluate(
     ] = None,
     k: Annotated[str, typer.Option(help="Comma-separated k for pass@k and pass^k.")] = "1,2,4,8",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    html_path: Annotated[
+        Path | None, typer.Option("--html", help="Also write an HTML report with plots here.")
+    ] = None,
 ) -> None:
     """Evaluate a run: reward with a 95% interval, success, pass@k, pass^k, tool use."""
     from simenv.metrics import compare as paired
@@ -307,6 +310,10 @@ def evaluate(
     result: dict[str, Any] = {"run": str(run_file), "metrics": metrics}
     if other is not None:
         result["comparison"] = {m: paired(episodes, other, metric=m) for m in ("reward", "success")}
+    if html_path is not None:
+        from simenv.html import render_report
+
+        html_path.write_text(render_report(metrics, episodes, f"simenv eval: {run_file}"))
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
         return
@@ -329,6 +336,26 @@ def evaluate(
             f"{name}: {c['a']:.3f} -> {c['b']:.3f} on {c['tasks']} shared tasks, difference "
             f"{c['difference']:+.3f} (95% CI {low:+.3f} .. {high:+.3f})"
         )
+
+
+@app.command()
+def view(
+    run_file: Annotated[Path, typer.Argument(help="A JSONL file of episodes.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="HTML file (default: RUN.html).")
+    ] = None,
+) -> None:
+    """Render a run's transcripts as one static HTML page (filter by task and outcome)."""
+    from simenv.html import render_transcripts
+    from simenv.store import read_episodes
+
+    try:
+        episodes = list(read_episodes(run_file))
+    except (OSError, SimenvError) as exc:
+        raise _fail(str(exc)) from None
+    target = output or run_file.with_suffix(".html")
+    target.write_text(render_transcripts(episodes, f"simenv: {run_file.name}"))
+    out.print(f"{len(episodes)} episodes -> {target}")
 
 
 def _plugins() -> None:
