@@ -292,6 +292,9 @@ def evaluate(
     html_path: Annotated[
         Path | None, typer.Option("--html", help="Also write an HTML report with plots here.")
     ] = None,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow", help="Log metrics, files and every episode as a trace.")
+    ] = False,
 ) -> None:
     """Evaluate a run: reward with a 95% interval, success, pass@k, pass^k, tool use."""
     from simenv.metrics import compare as paired
@@ -314,6 +317,8 @@ def evaluate(
         from simenv.html import render_report
 
         html_path.write_text(render_report(metrics, episodes, f"simenv eval: {run_file}"))
+    if mlflow:
+        _log_to_mlflow(run_file, metrics, episodes, html_path)
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
         return
@@ -336,6 +341,27 @@ def evaluate(
             f"{name}: {c['a']:.3f} -> {c['b']:.3f} on {c['tasks']} shared tasks, difference "
             f"{c['difference']:+.3f} (95% CI {low:+.3f} .. {high:+.3f})"
         )
+
+
+def _log_to_mlflow(
+    run_file: Path, metrics: dict[str, Any], episodes: list[Any], html_path: Path | None
+) -> None:
+    try:
+        from simenv.tracking import MLflowLogger
+
+        logger = MLflowLogger(run_name=f"eval {run_file.name}", params={"run_file": str(run_file)})
+    except ImportError:
+        raise _fail("--mlflow needs MLflow: pip install 'simenv[mlflow]'") from None
+    try:
+        logger.log(metrics, step=0)
+        logger.artifact(run_file)
+        if html_path is not None:
+            logger.artifact(html_path)
+        for episode in episodes:
+            logger.trace(episode)
+    finally:
+        logger.close()
+    err.print(f"logged to MLflow run {logger.run_id}")
 
 
 @app.command()

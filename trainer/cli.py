@@ -73,11 +73,29 @@ def train(
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
 
+    tracker: Any = None
+    try:  # MLflow when it is installed (the `mlflow` extra)
+        from simenv.tracking import MLflowLogger
+
+        tracker = MLflowLogger(run_name=f"train {cfg.out}", params=cfg.to_dict())
+    except ImportError:
+        pass
+
     def log(values: dict[str, float], step: int) -> None:
         shown = {k: round(v, 3) for k, v in values.items() if not k.startswith("perf")}
         out.print(f"[dim]step {step:>4}[/] {shown}")
+        if tracker is not None:
+            tracker.log(values, step)
 
-    result = run_training(cfg, log)
+    try:
+        result = run_training(cfg, log)
+    finally:
+        if tracker is not None:
+            for name in ("metrics.jsonl", "learning_curve.png", "result.json", "config.json"):
+                if (Path(cfg.out) / name).exists():
+                    tracker.artifact(Path(cfg.out) / name)
+            tracker.close()
+            out.print(f"MLflow run {tracker.run_id} (mlflow ui --backend-store-uri ...)")
     out.rule("held-out evaluation")
     if "before_warm_start" in result:
         out.print(f"before training:        {_brief(result['before_warm_start'])}")
