@@ -80,15 +80,26 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @functools.cache
 def _docker_available() -> bool:
-    try:
-        import docker
+    """Whether a Docker engine answers ``/_ping`` (a raw request: nothing left open)."""
+    import os
+    import socket
 
-        client = docker.from_env(timeout=5)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            family: int = socket.AF_UNIX
+            address: Any = host.removeprefix("unix://")
+        elif host.startswith("tcp://"):
+            name, _, port = host.removeprefix("tcp://").partition(":")
+            family, address = socket.AF_INET, (name, int(port or 2375))
+        else:
+            return False
+        with socket.socket(family, socket.SOCK_STREAM) as connection:
+            connection.settimeout(3)
+            connection.connect(address)
+            connection.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b"OK" in connection.recv(1024)
+    except (OSError, ValueError):
         return False
 
 
