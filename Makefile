@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	@mkdir -p runs
+	@mkdir -p runs && rm -f runs/demo.jsonl
 	$(BIN)/simenv run support/Refunds-v1 --split eval \
 		--policy oracle --policy null --policy random --out runs/demo.jsonl
 
