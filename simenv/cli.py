@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.table import Table
 
 import simenv
 from simenv.errors import SimenvError
+
+if TYPE_CHECKING:
+    from simenv.policies.base import Policy
 
 app = typer.Typer(
     help="simenv: trustworthy multi-turn environments for training LLM agents.",
@@ -36,7 +41,7 @@ _SPLITS: dict[str, Literal["train", "eval"] | None] = {
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -45,6 +50,23 @@ def _scenario(scenario_id: str) -> simenv.Scenario:
         return simenv.load_scenario(scenario_id)
     except SimenvError as exc:
         raise _fail(str(exc)) from None
+    except Exception as exc:  # the code of a scenario file failed: say where, not a traceback
+        path = str(Path(scenario_id).resolve())
+        lines = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
+        where = f" (line {lines[-1].lineno})" if lines else ""
+        raise _fail(f"could not load {scenario_id}{where}: {type(exc).__name__}: {exc}") from None
+
+
+def _type_name(schema: dict[str, Any]) -> str:
+    """A short type for an argument's JSON schema: ``"a" | "b"``, ``array[string]``, ..."""
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    if "anyOf" in schema:
+        return " | ".join(_type_name(option) for option in schema["anyOf"])
+    kind = schema.get("type", "object" if "$ref" in schema else "any")
+    if kind == "array" and "items" in schema:
+        return f"array[{_type_name(schema['items'])}]"
+    return " | ".join(kind) if isinstance(kind, list) else str(kind)
 
 
 def _version(value: bool) -> None:
@@ -69,17 +91,20 @@ def list_scenarios() -> None:
     table.add_column("id", no_wrap=True)
     for column in ("tools", "train", "eval", "max turns", "summary", "source"):
         table.add_column(column)
-    for scenario_id in simenv.registry():
-        spec = simenv.spec(scenario_id)
+    try:
+        specs = [simenv.spec(scenario_id) for scenario_id in simenv.registry()]
+    except SimenvError as exc:
+        raise _fail(str(exc)) from None
+    for spec in specs:
         s = spec.scenario
         table.add_row(
-            s.id,
+            escape(s.id),
             str(len(s.tools)),
             str(len(s.split("train"))),
             str(len(s.split("eval"))),
             str(s.max_turns),
-            s.summary,
-            spec.source,
+            escape(s.summary),
+            escape(spec.source),
         )
     out.print(table)
 
@@ -93,21 +118,22 @@ def show(scenario_id: Annotated[str, typer.Argument(help="Scenario id or file.")
     for column in ("name", "effect", "arguments", "description"):
         tools.add_column(column)
     for t in s.tools:
-        props = t.parameters.get("properties", {})
+        required = set(t.parameters.get("required", ()))
         args = "\n".join(
-            f"{name}: {spec.get('type', spec.get('enum', 'any'))} - {spec.get('description', '')}"
-            for name, spec in props.items()
+            f"{name}: {_type_name(arg)}{'' if name in required else ', optional'}"
+            f" - {arg.get('description', '')}"
+            for name, arg in t.parameters.get("properties", {}).items()
         )
-        tools.add_row(
-            t.name, t.effect, args, t.description.splitlines()[0] if t.description else ""
-        )
+        summary = t.description.splitlines()[0] if t.description else ""
+        tools.add_row(escape(t.name), t.effect, escape(args), escape(summary))
     out.print(tools)
     out.print(
         f"tasks: {len(s.split('train'))} train, {len(s.split('eval'))} eval; "
         f"max_turns={s.max_turns}; finish tools: {', '.join(s.finish_tools) or 'none'}"
     )
     for task in s.tasks[:3]:
-        out.print(f"  [dim]{task.id}[/] {task.prompt[:100] or '(prompt rendered from the state)'}")
+        prompt = task.prompt[:100] or "(prompt rendered from the state)"
+        out.print(f"  [dim]{escape(task.id)}[/] {escape(prompt)}")
 
 
 def _summary(policy: str, episodes: list[simenv.Episode]) -> dict[str, Any]:
@@ -124,15 +150,28 @@ def _summary(policy: str, episodes: list[simenv.Episode]) -> dict[str, Any]:
     }
 
 
+def _policy(name: str, seed: int) -> Policy:
+    """The policy a ``--policy`` string names; a model that cannot be loaded is a clean error."""
+    from simenv.policies import from_string
+
+    try:
+        return from_string(name, seed=seed)
+    except (ImportError, OSError) as exc:  # e.g. hf:PATH without the train extra or the model
+        raise _fail(f"cannot load policy {name!r}: {type(exc).__name__}: {exc}") from None
+
+
 @app.command()
 def run(
     scenario_id: Annotated[str, typer.Argument(help="Scenario id or file.")],
     policy: Annotated[
-        list[str], typer.Option("--policy", "-p", help="oracle, null or random; repeatable.")
+        list[str],
+        typer.Option(
+            "--policy", "-p", help="oracle, null, random, hf:PATH or openai:MODEL@URL; repeatable."
+        ),
     ] = ["oracle"],  # noqa: B006 - typer reads the default
     n: Annotated[
         int | None,
-        typer.Option("-n", help="Episodes per policy (default: every task of the split)."),
+        typer.Option("-n", min=1, help="Episodes per policy (default: every task of the split)."),
     ] = None,
     samples: Annotated[int, typer.Option(help="Samples per task (a GRPO group).")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the first task; task i gets seed+i.")] = 0,
@@ -151,7 +190,6 @@ def run(
     """Roll out episodes with one or more policies and summarise them."""
     from rich.progress import Progress
 
-    from simenv.policies import from_string
     from simenv.runner import Job, plan_jobs
     from simenv.runner import run as run_jobs
     from simenv.store import EpisodeStore
@@ -162,24 +200,20 @@ def run(
     if backend not in ("local", "ray"):
         raise _fail(f"--backend must be local or ray, not {backend!r}")
     try:
-        policies = [(name, from_string(name, seed=seed)) for name in policy]
-        base_jobs = plan_jobs(
-            s,
-            split=_SPLITS[split],
-            samples=samples,
-            seed=seed,
-            limit=n,
-        )
+        base_jobs = plan_jobs(s, split=_SPLITS[split], samples=samples, seed=seed, limit=n)
+        policies = [(name, _policy(name, seed)) for name in policy]
         store = EpisodeStore(out_path, resume=resume) if out_path else None
     except (SimenvError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot write --out {out_path}: {exc}") from None
     pool: Any = None
-    if backend == "ray":
-        from simenv.ray_backend import RayPool
-
-        pool = RayPool(s, address=ray_address)
     rows = []
     try:
+        if backend == "ray":
+            from simenv.ray_backend import RayPool
+
+            pool = RayPool(s, address=ray_address)
         with Progress(console=err, transient=True) as progress:
             for name, chosen in policies:
                 # Each policy's jobs get their own keys, so one file can hold them all.
@@ -260,7 +294,8 @@ def check(
         def show_result(result: Any) -> None:
             if not as_json:
                 style = styles[result.status]
-                out.print(f"[{style}]{result.status.upper():5}[/] {result.check}: {result.message}")
+                message = escape(f"{result.check}: {result.message}")
+                out.print(f"[{style}]{result.status.upper():5}[/] {message}")
 
         try:
             report = run_checks(s, fast=fast, only=only, seed=seed, on_result=show_result)
@@ -269,11 +304,11 @@ def check(
         reports.append(report)
         if not as_json:
             for failure in report.failures:
-                out.print(f"\n[bold red]{failure.check}[/]: {failure.message}")
+                out.print(f"\n[bold red]{escape(failure.check)}[/]: {escape(failure.message)}")
                 if failure.task_id is not None:
-                    out.print(f"  task={failure.task_id} seed={failure.seed}")
+                    out.print(f"  task={escape(failure.task_id)} seed={failure.seed}")
                 for action in failure.reproduction or []:
-                    out.print(f"  step: {json.dumps(action, default=str)[:300]}")
+                    out.print(f"  step: {escape(json.dumps(action, default=str)[:300])}")
             out.print(f"{'ok' if report.ok else 'FAILED'} in {report.seconds:.1f}s")
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in reports], indent=2, default=str) + "\n")

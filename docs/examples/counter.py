@@ -1,8 +1,9 @@
 """Tally counter: bring a counter to the target the user asks for.
 
 ## Description
-The counter starts at a seeded value between 0 and 49. The user asks for a target; the agent
-reads the counter, adds the difference, and says it is done.
+The counter starts at a seeded value between 0 and 39. The user asks for a target between 40
+and 79 (so no task is done before the agent acts); the agent reads the counter, adds the
+difference, and says it is done.
 
 ## Tools
 - `read_counter()` (read, seeded sandbox): the current value.
@@ -25,7 +26,8 @@ transcript, not from the final state).
 An answer without a tool call, or 5 turns.
 
 ## Example
-`read_counter()` -> 17, `add(amount=25)` -> 42, "Done." earns 1.0 on a target of 42.
+Task `target-42`, seed 1: `read_counter()` -> 18, `add(amount=24)` -> 42, "Done." earns 1.0;
+`add(amount=25)` without reading first ends at 43 and earns 0.0.
 
 ## Version history
 - v1: first release.
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simenv import Outcome, Sandbox, Scenario, Task, ToolError, tool
+from simenv import Example, Outcome, Sandbox, Scenario, Task, ToolError, tool
 from simenv.parsing import format_tool_call
 
 MAX_STEP = 100
@@ -45,7 +47,7 @@ class Counter(Sandbox):
     """The counter's value."""
 
     def setup(self, rng: np.random.Generator, task: Task) -> None:
-        self.value = int(rng.integers(0, 50))
+        self.value = int(rng.integers(0, 40))
 
 
 @tool
@@ -97,6 +99,27 @@ TASKS = [
     for t in range(40, 80)
 ]
 
+EXAMPLES = [
+    Example(
+        title="golden: read, then add the difference",
+        task_id="target-42",
+        seed=1,
+        actions=(
+            format_tool_call("read_counter", {}),
+            format_tool_call("add", {"amount": 24}),
+            "Done.",
+        ),
+        reward=1.0,
+    ),
+    Example(
+        title="failing: adds a guess without reading",
+        task_id="target-42",
+        seed=1,
+        actions=(format_tool_call("add", {"amount": 25}), "Done."),
+        reward=0.0,
+    ),
+]
+
 SCENARIO = Scenario(
     id="demo/Counter-v1",
     doc=__doc__ or "",
@@ -108,4 +131,5 @@ SCENARIO = Scenario(
     evaluate=evaluate,
     oracle=oracle,
     max_turns=5,
+    examples=EXAMPLES,
 )
