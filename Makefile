@@ -45,6 +45,10 @@ test: lint typecheck imports pytest
 bench: $(STAMP)
 	$(BIN)/python bench/env_step.py --write
 	$(BIN)/python bench/check_fast.py --write
+	$(BIN)/python bench/sqlite_reset.py --write
+	$(BIN)/python bench/replay.py --write
+	$(BIN)/python bench/docker_pool.py --write
+	$(BIN)/python bench/rollout.py --write
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -24,7 +24,7 @@ from simenv.policies import Oracle
 from simenv.policies.base import Conversation
 from simenv.runner import plan_jobs, run
 
-SCENARIOS = ("support/Refunds-v1", "support/Triage-v1", "sql/Analyst-v1", "lookup/Flights-v1")
+SCENARIOS = ("support/Refunds-v1", "support/Triage-v1", "sql/Analyst-v1", "lookup/Knowledge-v1")
 ACTION = '<tool_call>{"name": "lookup_order", "arguments": {"order_id": "O-1000"}}</tool_call>'
 
 

@@ -16,7 +16,8 @@ BUNDLED: dict[str, str] = {
     "support/Refunds-v1": "scenarios.support_desk:SCENARIO",
     "support/Triage-v1": "scenarios.triage:SCENARIO",
     "sql/Analyst-v1": "scenarios.sql_analyst:SCENARIO",
-    "lookup/Flights-v1": "scenarios.knowledge_lookup:SCENARIO",
+    "lookup/Knowledge-v1": "scenarios.knowledge_lookup:SCENARIO",
+    "code/Repair-v1": "scenarios.code_repair:SCENARIO",
 }
 """Scenario id -> ``module:attribute`` of its ``Scenario``."""
 

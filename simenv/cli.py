@@ -19,6 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 
 import simenv
+from simenv import cli_docker, cli_replay
+from simenv.cli_eval import register as register_eval
 from simenv.errors import SimenvError
 
 if TYPE_CHECKING:
@@ -316,107 +318,11 @@ def check(
         raise typer.Exit(1)
 
 
-@app.command("eval")
-def evaluate(
-    run_file: Annotated[Path, typer.Argument(help="A JSONL file of episodes (simenv run --out).")],
-    compare: Annotated[
-        Path | None, typer.Option(help="Another run on the same tasks: paired difference.")
-    ] = None,
-    k: Annotated[str, typer.Option(help="Comma-separated k for pass@k and pass^k.")] = "1,2,4,8",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
-    html_path: Annotated[
-        Path | None, typer.Option("--html", help="Also write an HTML report with plots here.")
-    ] = None,
-    mlflow: Annotated[
-        bool, typer.Option("--mlflow", help="Log metrics, files and every episode as a trace.")
-    ] = False,
-) -> None:
-    """Evaluate a run: reward with a 95% interval, success, pass@k, pass^k, tool use."""
-    from simenv.metrics import compare as paired
-    from simenv.metrics import summarize
-    from simenv.store import read_episodes
-
-    try:
-        ks = [int(x) for x in k.split(",") if x.strip()]
-        episodes = list(read_episodes(run_file))
-        other = list(read_episodes(compare)) if compare else None
-    except (OSError, ValueError, SimenvError) as exc:
-        raise _fail(str(exc)) from None
-    if not episodes:
-        raise _fail(f"{run_file} holds no episodes")
-    metrics = summarize(episodes, ks)
-    result: dict[str, Any] = {"run": str(run_file), "metrics": metrics}
-    if other is not None:
-        result["comparison"] = {m: paired(episodes, other, metric=m) for m in ("reward", "success")}
-    if html_path is not None:
-        from simenv.html import render_report
-
-        html_path.write_text(render_report(metrics, episodes, f"simenv eval: {run_file}"))
-    if mlflow:
-        _log_to_mlflow(run_file, metrics, episodes, html_path)
-    if as_json:
-        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
-        return
-    table = Table(
-        title=f"{run_file} ({metrics['episodes']} episodes, {len(metrics['tasks'])} tasks)"
-    )
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        if key in ("tasks", "tools/calls", "episode/termination"):
-            continue
-        shown = f"{value[0]:.3f} .. {value[1]:.3f}" if isinstance(value, list) else f"{value:.3f}"
-        table.add_row(key, shown)
-    table.add_row("episode/termination", json.dumps(metrics["episode/termination"]))
-    table.add_row("tools/calls", json.dumps(metrics["tools/calls"]))
-    out.print(table)
-    for name, c in result.get("comparison", {}).items():
-        low, high = c["difference_ci95"]
-        out.print(
-            f"{name}: {c['a']:.3f} -> {c['b']:.3f} on {c['tasks']} shared tasks, difference "
-            f"{c['difference']:+.3f} (95% CI {low:+.3f} .. {high:+.3f})"
-        )
-
-
-def _log_to_mlflow(
-    run_file: Path, metrics: dict[str, Any], episodes: list[Any], html_path: Path | None
-) -> None:
-    try:
-        from simenv.tracking import MLflowLogger
-
-        logger = MLflowLogger(run_name=f"eval {run_file.name}", params={"run_file": str(run_file)})
-    except ImportError:
-        raise _fail("--mlflow needs MLflow: pip install 'simenv[mlflow]'") from None
-    try:
-        logger.log(metrics, step=0)
-        logger.artifact(run_file)
-        if html_path is not None:
-            logger.artifact(html_path)
-        for episode in episodes:
-            logger.trace(episode)
-    finally:
-        logger.close()
-    err.print(f"logged to MLflow run {logger.run_id}")
-
-
-@app.command()
-def view(
-    run_file: Annotated[Path, typer.Argument(help="A JSONL file of episodes.")],
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="HTML file (default: RUN.html).")
-    ] = None,
-) -> None:
-    """Render a run's transcripts as one static HTML page (filter by task and outcome)."""
-    from simenv.html import render_transcripts
-    from simenv.store import read_episodes
-
-    try:
-        episodes = list(read_episodes(run_file))
-    except (OSError, SimenvError) as exc:
-        raise _fail(str(exc)) from None
-    target = output or run_file.with_suffix(".html")
-    target.write_text(render_transcripts(episodes, f"simenv: {run_file.name}"))
-    out.print(f"{len(episodes)} episodes -> {target}")
+# eval/view (simenv.cli_eval), record/coverage (simenv.cli_replay), docker (simenv.cli_docker).
+register_eval(app)
+app.command("record")(cli_replay.record)
+app.command("coverage")(cli_replay.coverage_command)
+app.add_typer(cli_docker.app, name="docker")
 
 
 def _plugins() -> None:

@@ -253,6 +253,9 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
                 else:
                     self._reward = float(raw)
                 self._evaluation = float(self.scenario.evaluate(outcome))
+            except InfraError as exc:  # scoring needs the environment too (a container)
+                self._valid, self._error = False, str(exc)
+                self._reward, self._components, self._evaluation = 0.0, {}, None
             finally:
                 rebuilt = outcome.__dict__.get("initial")  # built only if the scoring asked
                 if isinstance(rebuilt, Sandbox):

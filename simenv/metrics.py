@@ -1,149 +1,590 @@
 """Evaluation metrics over episode records: reward, success, pass@k, pass^k, trajectories.
 
-Pure Python and numpy. Invalid episodes (``valid=False``: the environment failed) are left out
-of reward and success and counted separately. Keys are namespaced: ``episode/...`` for per
-episode means, ``eval/...`` for success-based metrics, ``tools/...`` for tool use.
+Pure Python and numpy; nothing here imports a model library. The definitions, with their
+formulas, are in ``docs/evaluation.md``; in short:
 
-pass@k and pass^k use the unbiased estimators over the ``n`` samples of a task with ``c``
-successes: ``pass@k = 1 - C(n-c, k) / C(n, k)`` (at least one of k samples succeeds) and
-``pass^k = C(c, k) / C(n, k)`` (all k succeed), averaged over tasks that have ``n >= k``.
+- Invalid episodes (``valid=False``: the environment failed, not the agent) are left out of
+  every mean and counted in ``episode/invalid_rate``. Termination reasons count every episode.
+- A *group* is the set of samples of one task started from one seed: the runner's
+  ``metadata["job"]["task_index"]`` when the record has it, else the task id.
+- ``pass@k = 1 - C(n-c, k) / C(n, k)`` (at least one of k samples succeeds) and
+  ``pass^k = C(c, k) / C(n, k)`` (all k succeed) are the unbiased estimators over a group's
+  ``n`` valid samples with ``c`` successes, averaged over the groups with ``n >= k``.
+- Intervals are percentile bootstraps of the mean, seeded so a report is reproducible. Samples
+  of one group are not independent, so the bootstrap resamples groups, not episodes.
+- Metric keys are namespaced: ``episode/...`` (per-episode means), ``eval/...`` (the scenario's
+  evaluation), ``tools/...`` (tool use), ``termination/...`` (shares of episodes).
+
+Example::
+
+    summary = summarize(episodes, ks=(1, 4))
+    summary.metrics["eval/pass@4"], summary.per_task["refund-010"]["episode/reward"]
+    compare(candidate, baseline).differences["episode/reward"].ci_low
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from simenv.types import Episode
 
-__all__ = ["bootstrap_ci", "compare", "pass_at_k", "pass_hat_k", "summarize"]
+__all__ = [
+    "DEFAULT_KS",
+    "Comparison",
+    "Difference",
+    "Summary",
+    "bootstrap_ci",
+    "compare",
+    "episode_tokens",
+    "group_key",
+    "jsonable",
+    "outcome",
+    "pass_at_k",
+    "pass_hat_k",
+    "run_label",
+    "split_runs",
+    "summarize",
+]
+
+DEFAULT_KS = (1, 2, 4, 8)
+"""The k of pass@k and pass^k when none are given."""
+
+MALFORMED = "<malformed>"
+"""The tool name counted for a call whose name could not be parsed."""
+
+_CHUNK = 2_000_000  # bootstrap indices drawn at once (bounds memory on large runs)
+
+
+# ----------------------------------------------------------------------------- estimators
+def _check_counts(n: int, c: int, k: int) -> None:
+    if not 0 <= c <= n:
+        raise ValueError(f"c={c} successes must be between 0 and the n={n} samples")
+    if not 1 <= k <= n:
+        raise ValueError(f"k={k} must be between 1 and the n={n} samples")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Probability that at least one of ``k`` samples (of ``n``, ``c`` correct) succeeds."""
-    if k > n:
-        raise ValueError(f"k={k} is more than the n={n} samples")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+    """Unbiased probability that at least one of ``k`` samples succeeds.
+
+    ``pass@k = 1 - C(n-c, k) / C(n, k)`` for a task with ``n`` samples, ``c`` of them successes.
+
+    Args:
+        n: Samples of the task.
+        c: Successful samples.
+        k: Samples drawn (without replacement), ``1 <= k <= n``.
+
+    Returns:
+        A probability in [0, 1]; e.g. ``pass_at_k(10, 3, 5) == 0.91666...``.
+
+    Raises:
+        ValueError: ``k`` or ``c`` is out of range.
+    """
+    _check_counts(n, c, k)
+    total = math.comb(n, k)
+    return (total - math.comb(n - c, k)) / total  # one rounding: exact integers until here
 
 
 def pass_hat_k(n: int, c: int, k: int) -> float:
-    """Probability that ``k`` samples (of ``n``, ``c`` correct) all succeed (pass^k)."""
-    if k > n:
-        raise ValueError(f"k={k} is more than the n={n} samples")
+    """Unbiased probability that ``k`` samples all succeed (pass^k, a reliability measure).
+
+    ``pass^k = C(c, k) / C(n, k)`` for a task with ``n`` samples, ``c`` of them successes.
+
+    Args:
+        n: Samples of the task.
+        c: Successful samples.
+        k: Samples drawn (without replacement), ``1 <= k <= n``.
+
+    Returns:
+        A probability in [0, 1]; ``pass_hat_k(n, c, 1) == pass_at_k(n, c, 1) == c / n``.
+
+    Raises:
+        ValueError: ``k`` or ``c`` is out of range.
+    """
+    _check_counts(n, c, k)
     return math.comb(c, k) / math.comb(n, k)
 
 
 def bootstrap_ci(
-    values: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+    values: Sequence[float],
+    *,
+    clusters: Sequence[object] | None = None,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (seeded, so reports are reproducible)."""
+    """Percentile bootstrap interval of the mean; the same seed gives the same interval.
+
+    Args:
+        values: The observations.
+        clusters: One label per value. When given, whole clusters are resampled (values of one
+            cluster, e.g. the samples of one task, are not independent) and each resample's
+            statistic is the pooled mean of the values it drew.
+        confidence: Coverage of the interval, e.g. 0.95.
+        resamples: Number of bootstrap resamples.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` when there are no values.
+
+    Raises:
+        ValueError: ``confidence`` is not in (0, 1), ``resamples < 1``, or ``clusters`` does
+            not have one label per value.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
     data = np.asarray(values, dtype=float)
     if data.size == 0:
         return (math.nan, math.nan)
+    if clusters is None:
+        sums, counts = data, np.ones_like(data)
+    else:
+        if len(clusters) != data.size:
+            raise ValueError(f"{len(clusters)} cluster labels for {data.size} values")
+        index: dict[object, int] = {}
+        ids = np.array([index.setdefault(c, len(index)) for c in clusters])
+        sums = np.bincount(ids, weights=data)
+        counts = np.bincount(ids).astype(float)
     rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    size = sums.size
+    means = np.empty(resamples)
+    per_chunk = max(1, _CHUNK // size)
+    for start in range(0, resamples, per_chunk):
+        stop = min(start + per_chunk, resamples)
+        draw = rng.integers(0, size, size=(stop - start, size))
+        means[start:stop] = sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
 
 
-def _by_task(episodes: Sequence[Episode]) -> dict[str, list[Episode]]:
-    groups: dict[str, list[Episode]] = defaultdict(list)
+# ----------------------------------------------------------------------------- episode facts
+def group_key(episode: Episode) -> str:
+    """The group an episode belongs to: its task plus the runner's task index, if recorded.
+
+    Samples of one group start from one task and one seed (a GRPO group); pass@k and pass^k
+    are computed per group. Records without ``metadata["job"]["task_index"]`` (e.g. from
+    :func:`simenv.rollout`) are grouped by task id.
+    """
+    job = episode.metadata.get("job")
+    if isinstance(job, Mapping) and "task_index" in job:
+        return f"{episode.task_id}#{job['task_index']}"
+    return episode.task_id
+
+
+def outcome(episode: Episode) -> str:
+    """``"invalid"``, ``"success"`` (evaluation >= 1) or ``"failure"``."""
+    if not episode.valid:
+        return "invalid"
+    return "success" if episode.success else "failure"
+
+
+def episode_tokens(episode: Episode) -> tuple[int, int] | None:
+    """``(prompt, completion)`` token counts summed over turns, or None when not recorded.
+
+    Read from ``metadata["usage"]`` (``prompt_tokens`` / ``completion_tokens``, as OpenAI-style
+    endpoints report them) or else from the per-turn records in ``metadata["turns"]``
+    (``prompt_ids`` / ``completion_ids`` lists, or ``prompt_tokens`` / ``completion_tokens``
+    counts), which the HF and OpenAI policies write.
+    """
+    usage = episode.metadata.get("usage")
+    if isinstance(usage, Mapping) and "completion_tokens" in usage:
+        return int(usage.get("prompt_tokens", 0)), int(usage["completion_tokens"])
+    turns = episode.metadata.get("turns")
+    if not isinstance(turns, list) or not turns:
+        return None
+    prompt = completion = 0
+    for turn in turns:
+        if not isinstance(turn, Mapping):
+            return None
+        prompt += _count(turn, "prompt")
+        completion += _count(turn, "completion")
+    return prompt, completion
+
+
+def _count(turn: Mapping[str, Any], part: str) -> int:
+    ids = turn.get(f"{part}_ids")
+    if isinstance(ids, list):
+        return len(ids)
+    return int(turn.get(f"{part}_tokens", 0))
+
+
+def run_label(episode: Episode) -> str:
+    """A short name for the run an episode belongs to: the policy it was played with.
+
+    The runner's job key carries the ``--policy`` string when one file holds several policies
+    (``simenv run -p oracle -p random``); otherwise the policy record's name (and model).
+    """
+    job = episode.metadata.get("job")
+    if isinstance(job, Mapping) and "key" in job:
+        key = str(job["key"])
+        suffix = f":{episode.task_id}#{job.get('sample', 0)}@{episode.seed}"
+        if key.endswith(suffix) and len(key) > len(suffix):
+            return key[: -len(suffix)]
+    name = str(episode.policy.get("name") or "policy")
+    model = episode.policy.get("model")
+    return f"{name}:{model}" if model else name
+
+
+def split_runs(episodes: Iterable[Episode]) -> dict[str, list[Episode]]:
+    """Episodes by run (see :func:`run_label`), in order of first appearance.
+
+    When the episodes span several scenarios, labels are prefixed with the scenario id.
+    """
+    episodes = list(episodes)
+    several = len({e.scenario_id for e in episodes}) > 1
+    runs: dict[str, list[Episode]] = {}
     for e in episodes:
-        groups[e.task_id].append(e)
-    return groups
+        label = run_label(e)
+        runs.setdefault(f"{e.scenario_id} {label}" if several else label, []).append(e)
+    return runs
+
+
+# ----------------------------------------------------------------------------- summary
+@dataclass(frozen=True)
+class Summary:
+    """The metrics of one run.
+
+    Attributes:
+        episodes: Episodes in the run, invalid ones included.
+        valid: Valid episodes (the ones every mean is taken over).
+        tasks: Distinct task ids.
+        groups: Distinct groups (task and seed; see :func:`group_key`).
+        ks: The k asked for.
+        metrics: Flat, namespaced numbers (``episode/reward``, ``eval/pass@4`` ...); a metric
+            that cannot be measured (no valid episode, no token record, no group with
+            ``n >= k``) is absent rather than zero.
+        pass_groups: For each k, how many groups had at least k valid samples and so count in
+            ``eval/pass@k`` and ``eval/pass^k``.
+        per_task: The same means per task id (no intervals), plus ``episode/count``.
+        tools: Per tool name: ``calls``, ``errors``, ``error_rate``, ``calls_per_episode``
+            and mean ``latency_s``.
+        termination: Episodes per termination reason (invalid ones included).
+    """
+
+    episodes: int
+    valid: int
+    tasks: int
+    groups: int
+    ks: tuple[int, ...]
+    metrics: dict[str, float]
+    pass_groups: dict[int, int]
+    per_task: dict[str, dict[str, float]]
+    tools: dict[str, dict[str, float]]
+    termination: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (non-finite numbers become None)."""
+        out: dict[str, Any] = jsonable(asdict(self))
+        return out
 
 
 def summarize(
-    episodes: Sequence[Episode], ks: Sequence[int] = (1, 2, 4, 8), seed: int = 0
-) -> dict[str, Any]:
-    """Overall metrics, and per task, for a set of episodes (several samples per task allowed)."""
+    episodes: Sequence[Episode],
+    ks: Sequence[int] = DEFAULT_KS,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Summary:
+    """The metrics of a run, overall and per task.
+
+    Args:
+        episodes: The run's episodes, several samples per task allowed.
+        ks: The k of pass@k and pass^k.
+        confidence: Coverage of the bootstrap intervals.
+        resamples: Bootstrap resamples.
+        seed: Seed of the bootstrap.
+
+    Returns:
+        A :class:`Summary`; ``metrics`` holds ``episode/reward`` with ``episode/reward_ci_low``
+        and ``episode/reward_ci_high``, ``eval/success`` with its interval, ``eval/pass@k``,
+        ``eval/pass^k``, turns, tool use, tokens, termination shares and the invalid rate.
+
+    Raises:
+        ValueError: A k is less than 1.
+    """
+    if any(k < 1 for k in ks):
+        raise ValueError(f"every k must be at least 1, got {list(ks)}")
+    ks = tuple(sorted(set(ks)))
     valid = [e for e in episodes if e.valid]
-    rewards = [e.reward for e in valid]
-    low, high = bootstrap_ci(rewards, seed=seed)
-    tool_calls: Counter[str] = Counter()
-    tool_errors = 0
-    calls = 0
-    for e in valid:
-        for step in e.steps:
-            for call, result in zip(step.tool_calls, step.tool_results, strict=True):
-                tool_calls[call.name or "<malformed>"] += 1
-                tool_errors += result.is_error
-                calls += 1
-    tokens = [
-        sum(len(t.get("completion_ids", ())) for t in e.metadata.get("turns", ()))
-        for e in valid
-        if e.metadata.get("turns")
-    ]
-    n = max(len(valid), 1)
-    out: dict[str, Any] = {
-        "episodes": len(episodes),
-        "episode/invalid_rate": (len(episodes) - len(valid)) / max(len(episodes), 1),
-        "episode/reward": sum(rewards) / n,
-        "episode/reward_ci95": [low, high],
-        "eval/success": sum(e.success for e in valid) / n,
-        "episode/turns": sum(e.turns for e in valid) / n,
-        "tools/calls_per_episode": calls / n,
-        "tools/error_rate": tool_errors / max(calls, 1),
-        "tools/calls": dict(tool_calls),
-        "episode/termination": dict(Counter(e.termination for e in episodes)),
-    }
+    metrics = _means(valid, len(episodes))
+    if valid:
+        rewards = [e.reward for e in valid]
+        labels = [group_key(e) for e in valid]
+        metrics["episode/reward_std"] = float(np.std(rewards))
+        for i, (key, values) in enumerate(
+            (("episode/reward", rewards), ("eval/success", [float(e.success) for e in valid]))
+        ):
+            low, high = bootstrap_ci(
+                values, clusters=labels, confidence=confidence, resamples=resamples, seed=seed + i
+            )
+            metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"] = low, high
+    pass_k, pass_groups = _pass_metrics(valid, ks)
+    metrics.update(pass_k)
+    tools = _tool_stats(valid)
+    for name, stats in tools.items():
+        metrics[f"tools/{name}/calls_per_episode"] = stats["calls_per_episode"]
+        metrics[f"tools/{name}/error_rate"] = stats["error_rate"]
+    termination = dict(Counter(e.termination for e in episodes).most_common())
+    for reason, count in termination.items():
+        metrics[f"termination/{reason}"] = count / len(episodes)
+    by_task: dict[str, list[Episode]] = defaultdict(list)
+    for e in episodes:
+        by_task[e.task_id].append(e)
+    per_task = {}
+    for task, group in sorted(by_task.items()):
+        ok = [e for e in group if e.valid]
+        row = {"episode/count": float(len(group)), **_means(ok, len(group))}
+        row.update(_pass_metrics(ok, ks)[0])
+        per_task[task] = row
+    return Summary(
+        episodes=len(episodes),
+        valid=len(valid),
+        tasks=len(by_task),
+        groups=len({group_key(e) for e in episodes}),
+        ks=ks,
+        metrics=dict(sorted(metrics.items(), key=_rank)),
+        pass_groups=pass_groups,
+        per_task=per_task,
+        tools=tools,
+        termination=termination,
+    )
+
+
+_ORDER = (
+    "episode/reward",
+    "eval/success",
+    "eval/score",
+    "eval/pass@",
+    "eval/pass^",
+    "episode/turns",
+    "episode/prompt_tokens",
+    "episode/completion_tokens",
+    "tools/calls_per_episode",
+    "tools/error_rate",
+    "tools/",
+    "episode/invalid_rate",
+    "termination/",
+)
+
+
+def _rank(item: tuple[str, float]) -> tuple[int, int]:
+    """Sort key that puts related metrics together, headline ones first (pass@k by k)."""
+    key = item[0]
+    for rank, prefix in enumerate(_ORDER):
+        if key.startswith(prefix):
+            k = key[len(prefix) :]
+            return rank, int(k) if prefix.startswith("eval/pass") and k.isdigit() else 0
+    return len(_ORDER), 0
+
+
+def _means(valid: Sequence[Episode], total: int) -> dict[str, float]:
+    """Per-episode means over the valid episodes, and the invalid rate over all of them."""
+    out: dict[str, float] = {}
+    if total:
+        out["episode/invalid_rate"] = (total - len(valid)) / total
+    if not valid:
+        return out
+    n = len(valid)
+    out["episode/reward"] = sum(e.reward for e in valid) / n
+    out["eval/success"] = sum(e.success for e in valid) / n
+    out["eval/score"] = sum(e.evaluation or 0.0 for e in valid) / n
+    out["episode/turns"] = sum(e.turns for e in valid) / n
+    calls = sum(len(s.tool_calls) for e in valid for s in e.steps)
+    out["tools/calls_per_episode"] = calls / n
+    if calls:
+        out["tools/error_rate"] = sum(e.tool_errors for e in valid) / calls
+    tokens = [t for t in map(episode_tokens, valid) if t is not None]
     if tokens:
-        out["episode/tokens"] = sum(tokens) / len(tokens)
-    groups = {t: [e for e in es if e.valid] for t, es in _by_task(episodes).items()}
-    for k in ks:
-        eligible = [g for g in groups.values() if len(g) >= k]
-        if eligible:
-            c = [sum(e.success for e in g) for g in eligible]
-            out[f"eval/pass@{k}"] = sum(
-                pass_at_k(len(g), ci, k) for g, ci in zip(eligible, c, strict=True)
-            ) / len(eligible)
-            out[f"eval/pass^{k}"] = sum(
-                pass_hat_k(len(g), ci, k) for g, ci in zip(eligible, c, strict=True)
-            ) / len(eligible)
-    out["tasks"] = {
-        task: {
-            "samples": len(g),
-            "reward": sum(e.reward for e in g) / max(len(g), 1),
-            "success": sum(e.success for e in g) / max(len(g), 1),
-        }
-        for task, g in sorted(groups.items())
-    }
+        out["episode/prompt_tokens"] = sum(p for p, _ in tokens) / len(tokens)
+        out["episode/completion_tokens"] = sum(c for _, c in tokens) / len(tokens)
     return out
 
 
-def compare(
-    a: Sequence[Episode], b: Sequence[Episode], *, metric: str = "reward", seed: int = 0
-) -> dict[str, Any]:
-    """Paired comparison of two runs on the same tasks: mean of (b - a) per task, with a CI.
+def _pass_metrics(
+    valid: Sequence[Episode], ks: Sequence[int]
+) -> tuple[dict[str, float], dict[int, int]]:
+    """pass@k and pass^k averaged over the groups with at least k valid samples."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # group -> [n, c]
+    for e in valid:
+        tally = counts[group_key(e)]
+        tally[0] += 1
+        tally[1] += e.success
+    out: dict[str, float] = {}
+    used: dict[int, int] = {}
+    for k in ks:
+        eligible = [(n, c) for n, c in counts.values() if n >= k]
+        used[k] = len(eligible)
+        if eligible:
+            out[f"eval/pass@{k}"] = sum(pass_at_k(n, c, k) for n, c in eligible) / len(eligible)
+            out[f"eval/pass^{k}"] = sum(pass_hat_k(n, c, k) for n, c in eligible) / len(eligible)
+    return out, used
 
-    Each task's value is the mean over its valid samples; only tasks present in both runs count.
+
+def _tool_stats(valid: Sequence[Episode]) -> dict[str, dict[str, float]]:
+    calls: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    latency: defaultdict[str, float] = defaultdict(float)
+    for e in valid:
+        for step in e.steps:
+            results = {r.tool_call_id: r for r in step.tool_results}
+            for call in step.tool_calls:
+                name = call.name or MALFORMED
+                calls[name] += 1
+                result = results.get(call.id)
+                if call.error is not None or (result is not None and result.is_error):
+                    errors[name] += 1
+                if result is not None:
+                    latency[name] += result.latency_s
+    return {
+        name: {
+            "calls": float(count),
+            "errors": float(errors[name]),
+            "error_rate": errors[name] / count,
+            "calls_per_episode": count / len(valid),
+            "latency_s": latency[name] / count,
+        }
+        for name, count in calls.most_common()
+    }
+
+
+# ----------------------------------------------------------------------------- comparison
+@dataclass(frozen=True)
+class Difference:
+    """A paired difference of one metric between two runs, over the tasks both ran.
+
+    Attributes:
+        metric: ``episode/reward`` or ``eval/success``.
+        run: Mean over shared tasks of the run's per-task means.
+        baseline: The same for the baseline.
+        difference: ``run - baseline`` (the mean of the per-task differences).
+        ci_low: Lower end of the bootstrap interval of ``difference`` (tasks resampled).
+        ci_high: Upper end.
+        wins: Tasks where the run is higher.
+        losses: Tasks where the baseline is higher.
+        ties: Tasks where they are equal.
     """
 
-    def per_task(episodes: Sequence[Episode]) -> dict[str, float]:
-        out = {}
-        for task, g in _by_task(episodes).items():
-            ok = [e for e in g if e.valid]
-            if ok:
-                values = [e.reward if metric == "reward" else float(e.success) for e in ok]
-                out[task] = sum(values) / len(values)
+    metric: str
+    run: float
+    baseline: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    wins: int
+    losses: int
+    ties: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A paired comparison of a run with a baseline on the tasks both ran.
+
+    Attributes:
+        tasks: Tasks with valid episodes in both runs (the pairs).
+        only_run: Tasks only the run has (left out).
+        only_baseline: Tasks only the baseline has (left out).
+        differences: One :class:`Difference` per metric.
+        per_task: For each shared task, ``run - baseline`` per metric.
+    """
+
+    tasks: int
+    only_run: tuple[str, ...]
+    only_baseline: tuple[str, ...]
+    differences: dict[str, Difference]
+    per_task: dict[str, dict[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (non-finite numbers become None)."""
+        out: dict[str, Any] = jsonable(asdict(self))
         return out
 
-    first, second = per_task(a), per_task(b)
-    shared = sorted(set(first) & set(second))
-    deltas = [second[t] - first[t] for t in shared]
-    low, high = bootstrap_ci(deltas, seed=seed)
+
+_PAIRED = {"episode/reward": lambda e: e.reward, "eval/success": lambda e: float(e.success)}
+
+
+def compare(
+    run: Sequence[Episode],
+    baseline: Sequence[Episode],
+    *,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Comparison:
+    """Compare a run with a baseline on the same tasks, pairing them task by task.
+
+    Each task's value is the mean over its valid episodes in each run; the difference is the
+    mean over shared tasks of ``run - baseline``, and its interval a bootstrap over tasks
+    (pairs stay together, so task difficulty cancels out).
+
+    Args:
+        run: The candidate's episodes.
+        baseline: The baseline's episodes.
+        confidence: Coverage of the intervals.
+        resamples: Bootstrap resamples.
+        seed: Seed of the bootstrap.
+
+    Returns:
+        A :class:`Comparison` of ``episode/reward`` and ``eval/success``.
+    """
+    mine, theirs = _task_means(run), _task_means(baseline)
+    shared = sorted(set(mine) & set(theirs))
+    differences = {}
+    per_task: dict[str, dict[str, float]] = {t: {} for t in shared}
+    for i, metric in enumerate(_PAIRED):
+        deltas = [mine[t][metric] - theirs[t][metric] for t in shared]
+        for task, delta in zip(shared, deltas, strict=True):
+            per_task[task][metric] = delta
+        low, high = bootstrap_ci(deltas, confidence=confidence, resamples=resamples, seed=seed + i)
+        n = max(len(shared), 1)
+        differences[metric] = Difference(
+            metric=metric,
+            run=sum(mine[t][metric] for t in shared) / n if shared else math.nan,
+            baseline=sum(theirs[t][metric] for t in shared) / n if shared else math.nan,
+            difference=sum(deltas) / n if shared else math.nan,
+            ci_low=low,
+            ci_high=high,
+            wins=sum(d > 0 for d in deltas),
+            losses=sum(d < 0 for d in deltas),
+            ties=sum(d == 0 for d in deltas),
+        )
+    return Comparison(
+        tasks=len(shared),
+        only_run=tuple(sorted(set(mine) - set(theirs))),
+        only_baseline=tuple(sorted(set(theirs) - set(mine))),
+        differences=differences,
+        per_task=per_task,
+    )
+
+
+def _task_means(episodes: Sequence[Episode]) -> dict[str, dict[str, float]]:
+    by_task: dict[str, list[Episode]] = defaultdict(list)
+    for e in episodes:
+        if e.valid:
+            by_task[e.task_id].append(e)
     return {
-        "metric": metric,
-        "tasks": len(shared),
-        "a": sum(first[t] for t in shared) / max(len(shared), 1),
-        "b": sum(second[t] for t in shared) / max(len(shared), 1),
-        "difference": sum(deltas) / max(len(deltas), 1),
-        "difference_ci95": [low, high],
+        task: {metric: sum(map(value, group)) / len(group) for metric, value in _PAIRED.items()}
+        for task, group in by_task.items()
     }
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None, recursively (for strict JSON).
+
+    Tuples become lists; other values are returned as they are.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value

@@ -43,7 +43,6 @@ MAX_CALLS_PER_TURN = 32
 
 OPEN_TAG = "<tool_call>"
 CLOSE_TAG = "</tool_call>"
-_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 # The shape models write almost always; matching it lets the arguments' own text be kept as the
 # OpenAI ``arguments`` string (no re-encoding). Anything else takes the general path.
 _SIMPLE_CALL = re.compile(
@@ -99,7 +98,7 @@ def _decode_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
             return {}, None
         try:
             raw = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: also ints over 4300 digits
             return {}, f"the arguments are not valid JSON ({exc}): {_short(raw)}"
     if not isinstance(raw, dict):
         return {}, f'"arguments" must be a JSON object, got {type(raw).__name__}'
@@ -133,7 +132,7 @@ def _general_call(payload: str, call_id: str) -> ToolCall:
         )
     try:
         obj = json.loads(payload)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also ints over 4300 digits
         return ToolCall(
             call_id,
             "",
@@ -178,10 +177,16 @@ def _parse_text(text: str, id_prefix: str) -> tuple[str, list[ToolCall], list[st
     raws: list[str | None] = []
     pieces: list[str] = []
     end = 0
-    for match in _BLOCK.finditer(text):
-        pieces.append(text[end : match.start()])
-        end = match.end()
-        call, raw = _call_from_payload(match.group(1), f"{id_prefix}_{len(calls)}")
+    # str.find, not a regex: a lazy regex rescans the rest of the text from every unclosed tag,
+    # which is quadratic in a degenerate generation that repeats <tool_call>.
+    while (start := text.find(OPEN_TAG, end)) >= 0:
+        close = text.find(CLOSE_TAG, start + len(OPEN_TAG))
+        if close < 0:
+            break
+        pieces.append(text[end:start])
+        end = close + len(CLOSE_TAG)
+        payload = text[start + len(OPEN_TAG) : close]
+        call, raw = _call_from_payload(payload, f"{id_prefix}_{len(calls)}")
         calls.append(call)
         raws.append(raw)
     pieces.append(text[end:])
@@ -256,12 +261,12 @@ def _openai_entry(call: ToolCall, raw: str | None = None) -> dict[str, Any]:
 
 def _parse_one_call(text: str, id_prefix: str) -> ParsedAction | None:
     """The fast path: exactly one simple, well-formed call; ``None`` sends it the general way."""
-    match = _ONE_CALL.fullmatch(text) if len(text) <= MAX_CALL_CHARS else None
+    if len(text) > MAX_CALL_CHARS or text.count(OPEN_TAG) != 1:
+        return None
+    match = _ONE_CALL.fullmatch(text)
     if match is None:
         return None
     head, name, raw, tail = match.groups()
-    if OPEN_TAG in head or OPEN_TAG in tail:
-        return None
     try:
         arguments, end = _SCAN(raw, 0)
     except (StopIteration, ValueError, RecursionError):
@@ -298,7 +303,10 @@ def parse_action(action: Any, id_prefix: str = "call") -> ParsedAction:
         elif isinstance(raw_content, str):
             content = raw_content
         elif isinstance(raw_content, list):
-            content = json.dumps(raw_content, default=str)
+            try:
+                content = json.dumps(raw_content, default=str)
+            except (ValueError, RecursionError):  # ints over 4300 digits, absurd nesting
+                content = "(content that cannot be shown as JSON)"
         else:
             content = str(raw_content)
         raw_calls = action.get("tool_calls")

@@ -72,6 +72,9 @@ def gymnasium_entry_point(scenario_id: str, **kwargs: Any) -> gym.Env[list[Messa
     return make(scenario_id, **kwargs)
 
 
+_GYM_ENTRY_POINT = "simenv.registration:gymnasium_entry_point"
+
+
 def register(scenario: Scenario, *, source: str = "code", override: bool = False) -> ScenarioSpec:
     """Register a scenario under its id (and with Gymnasium).
 
@@ -94,13 +97,19 @@ def register(scenario: Scenario, *, source: str = "code", override: bool = False
                 f"scenario id {scenario.id!r} is already registered from {existing.source}; "
                 "bump its -vN, pick another id, or pass override=True"
             )
+        theirs = gym.registry.get(scenario.id)
+        if theirs is not None and theirs.entry_point != _GYM_ENTRY_POINT:
+            raise RegistrationError(
+                f"scenario id {scenario.id!r} is already a gymnasium environment "
+                f"({theirs.entry_point}); pick another id, e.g. with a namespace 'myteam/...'"
+            )
         entry = ScenarioSpec(scenario.id, scenario, source)
         _specs[scenario.id] = entry
-        if scenario.id in gym.registry:
+        if theirs is not None:
             return entry
         gym.register(
             id=scenario.id,
-            entry_point="simenv.registration:gymnasium_entry_point",
+            entry_point=_GYM_ENTRY_POINT,
             kwargs={"scenario_id": scenario.id},
             disable_env_checker=True,
             order_enforce=False,

@@ -29,7 +29,7 @@ from simenv.types import Action, Message, Step, Task, ToolCall, ToolResult
 __all__ = ["ID_PATTERN", "Example", "Outcome", "Scenario", "parse_id"]
 
 ID_PATTERN = re.compile(
-    r"^(?:(?P<namespace>[\w.-]+)/)?(?P<name>[A-Za-z][\w.-]*?)-v(?P<version>\d+)$"
+    r"^(?:(?P<namespace>[\w.-]+)/)?(?P<name>[A-Za-z][\w.-]*?)-v(?P<version>\d+)\Z"
 )
 """Scenario ids are ``namespace/Name-vN``; bump ``N`` whenever dynamics or reward change."""
 

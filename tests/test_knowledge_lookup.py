@@ -1,49 +1,97 @@
-"""The bundled recorded-replay scenario: its committed cassette matches the live service."""
+"""The bundled recorded-replay scenario: offline from its committed vcrpy cassette, which
+re-recording from the live service reproduces byte for byte."""
 
 from __future__ import annotations
 
-import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
 
 import simenv
 from scenarios import knowledge_lookup as kl
-from simenv.policies import Oracle
-from simenv.tools.replay import Cassette
+from simenv.parsing import format_tool_call, parse_action
+from simenv.policies import Oracle, Scripted
+from simenv.recording import coverage, record_scenario
+
+COMMITTED = kl.DATA / "api.yaml"
 
 
-def test_episodes_are_served_from_the_committed_cassette() -> None:
-    env = simenv.make("lookup/Flights-v1")
-    episode = simenv.rollout(env, Oracle(), seed=0, task_id="SK107-walk")
-    assert episode.reward == 1.0 and episode.success
-    assert {r.provenance for s in episode.steps for r in s.tool_results} == {"replay"}
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the bundled scenario must run without the network")
+
+    monkeypatch.setattr(requests, "request", refuse)
 
 
-def test_rerecording_from_the_live_service_reproduces_the_cassette(tmp_path: Path) -> None:
-    fresh = Cassette(tmp_path / "cassette.json", mode="record")
-    with kl.serve():
-        for task in kl.SCENARIO.tasks:
-            for name, arguments in _oracle_calls(task):
-                served = fresh.serve(
-                    name, arguments, lambda n=name, a=arguments: kl._get(_path(n, a))
-                )
-                assert served.provenance == "live"
-    committed = json.loads((kl.DATA / "cassette.json").read_text())
-    assert json.loads((tmp_path / "cassette.json").read_text()) == committed
-    assert "127.0.0.1" in (kl.DATA / "http.yaml").read_text()  # the raw traffic is committed
+@pytest.fixture
+def scratch_cassette(tmp_path: Path) -> Iterator[Path]:
+    """Point the scenario's cassette at a copy, so recording never touches the committed file."""
+    copy, original = tmp_path / "api.yaml", kl.API.path
+    shutil.copy(COMMITTED, copy)
+    kl.API.path = copy
+    kl.API.reload()
+    try:
+        yield copy
+    finally:
+        kl.API.path = original
+        kl.API.reload()
 
 
-def _oracle_calls(task: simenv.Task) -> list[tuple[str, dict[str, str]]]:
-    from simenv.parsing import parse_action
+def test_every_task_is_answered_offline_from_the_committed_cassette(offline: None) -> None:
+    env = simenv.make("lookup/Knowledge-v1")
+    for task in kl.SCENARIO.tasks:
+        episode = simenv.rollout(env, Oracle(), seed=0, task_id=task.id)
+        assert episode.reward == 1.0 and episode.success, task.id
+        assert {r.provenance for s in episode.steps for r in s.tool_results} == {"replay"}
 
-    calls = []
-    for action in kl.oracle(task, None):
-        calls += [(c.name, c.arguments) for c in parse_action(action).tool_calls]
-    return calls
+
+def test_tasks_chain_two_to_four_dependent_lookups() -> None:
+    lengths = Counter()
+    for task in kl.SCENARIO.tasks:
+        turns = kl.oracle(task, None)
+        calls = [c for turn in turns for c in parse_action(turn).tool_calls]
+        lengths[len(calls)] += 1
+    assert set(lengths) == {2, 3, 4} and len(kl.SCENARIO.tasks) >= 100, lengths
 
 
-def _path(name: str, arguments: dict[str, str]) -> str:
-    if name == "get_flight":
-        return f"flights/{arguments['code']}"
-    if name == "get_airport":
-        return f"airports/{arguments['iata']}"
-    return f"gates/{arguments['airport']}/{arguments['gate']}"
+def test_rerecording_from_the_live_service_reproduces_the_cassette(scratch_cassette: Path) -> None:
+    scratch_cassette.unlink()
+    report = record_scenario(kl.SCENARIO)  # starts the service itself (the cassette's live=)
+    assert report.episodes == len(kl.SCENARIO.tasks) and not report.unsolved
+    assert scratch_cassette.read_bytes() == COMMITTED.read_bytes()
+
+
+def test_the_credential_never_reaches_the_cassette() -> None:
+    text = COMMITTED.read_text()
+    assert kl.API_KEY not in text and "Bearer" not in text and "Authorization" not in text
+    with kl.serve() as url:  # the service does require it
+        assert requests.get(f"{url}/flights/SK100", timeout=5).status_code == 401
+        authorized = {"Authorization": f"Bearer {kl.API_KEY}"}
+        assert requests.get(f"{url}/flights/SK100", headers=authorized, timeout=5).ok
+
+
+def test_the_cassette_covers_the_oracle_exactly() -> None:
+    report = coverage(kl.SCENARIO)
+    assert report.complete and not report.unused, report.summary()
+
+
+def test_an_unrecorded_lookup_is_an_error_the_agent_reads(offline: None) -> None:
+    env = simenv.make("lookup/Knowledge-v1")
+    env.reset(seed=0, options={"task_id": "SK100-city"})
+    observation, _, terminated, _, _ = env.step(format_tool_call("get_flight", {"code": "SK999"}))
+    text = observation[1]["content"]
+    assert not terminated and text.startswith("Error: no recorded response for GET /flights/SK999")
+    assert "nearest recorded request is GET /flights/" in text and '-> "SK999"' in text
+
+
+def test_naming_every_city_earns_nothing() -> None:
+    env = simenv.make("lookup/Knowledge-v1")
+    cities = ", ".join(city for city, _ in kl.AIRPORTS.values())
+    episode = simenv.rollout(env, Scripted([f"It is one of {cities}."]), task_id="SK100-city")
+    assert episode.reward == 0.0 and not episode.success

@@ -2,7 +2,8 @@
 
 ``tiny`` is a small Qwen2-shaped model built from a config, with a byte-level BPE tokenizer
 trained here with ``tokenizers`` on rendered episodes of the scenarios it will play, and a
-ChatML chat template that lists the tools. Nothing is downloaded: it is for CPU runs and tests.
+ChatML chat template that lists the tools (both in :mod:`trainer.tokenizer`). Nothing is
+downloaded: it is for CPU runs and tests.
 Any local Hugging Face causal-LM directory loads the same way through ``from_pretrained``.
 """
 
@@ -18,10 +19,11 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen2ForCausalLM,
 )
+
+from trainer.tokenizer import CHAT_TEMPLATE, default_corpus, train_tokenizer
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -33,56 +35,9 @@ __all__ = [
     "with_lora",
 ]
 
-IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
-TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}"
-    "{% if m.role == 'system' %}"
-    "{{ '<|im_start|>system\\n' + m.content }}"
-    "{% if tools %}{{ '\\nTools:' }}{% for t in tools %}{{ ' ' + t.function.name }}{% endfor %}"
-    "{% endif %}{{ '<|im_end|>\\n' }}"
-    "{% elif m.role == 'assistant' %}"
-    "{{ '<|im_start|>assistant\\n' + (m.content or '') }}"
-    "{% for c in m.tool_calls or [] %}"
-    "{% set args = c.function.arguments %}"
-    '{{ \'<tool_call>{"name": "\' + c.function.name + \'", "arguments": \' }}'
-    "{{ args if args is string else args | tojson }}{{ '}</tool_call>' }}"
-    "{% endfor %}{{ '<|im_end|>\\n' }}"
-    "{% else %}"
-    "{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-"""ChatML; the system turn names the tools; assistant tool calls render as Hermes text."""
-
-
-def train_tokenizer(corpus: Iterable[str], vocab_size: int = 2048) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained on ``corpus``, with ChatML and tool-call tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    special = [PAD, IM_START, IM_END, TOOL_OPEN, TOOL_CLOSE]
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(corpus, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token=IM_END, pad_token=PAD, bos_token=None
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.padding_side = "left"
-    return tokenizer
-
 
 def build_tiny(
-    corpus: Iterable[str],
+    corpus: Iterable[str] | None = None,
     *,
     save_dir: str | Path | None = None,
     seed: int = 0,
@@ -92,15 +47,20 @@ def build_tiny(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Build the ``tiny`` model and its tokenizer (trained on ``corpus``); save them if asked.
 
+    About 0.5M parameters at the defaults: a Qwen2 (RMSNorm, rotary positions, SwiGLU,
+    grouped-query attention) of ``layers`` blocks of width ``hidden_size``, tied embeddings.
+    Deterministic: the same corpus and seed give the same tokenizer and weights.
+
     Args:
-        corpus: Texts to train the tokenizer on (rendered episodes of the target scenarios).
+        corpus: Texts to train the tokenizer on (default: :func:`trainer.tokenizer.default_corpus`,
+            oracle transcripts of the bundled support scenarios plus generic text).
         save_dir: Where to ``save_pretrained`` both (loadable with :func:`load`).
         seed: Seeds the weight initialisation.
         hidden_size: Width of the model.
         layers: Transformer blocks.
         vocab_size: Target vocabulary size of the tokenizer.
     """
-    tokenizer = train_tokenizer(corpus, vocab_size)
+    tokenizer = train_tokenizer(default_corpus() if corpus is None else corpus, vocab_size)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,

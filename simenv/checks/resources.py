@@ -10,6 +10,7 @@ from typing import Any
 from simenv.checks.episodes import CheckOptions, opened, play, sample_tasks
 from simenv.checks.report import CheckResult
 from simenv.policies.scripted import Oracle, Random
+from simenv.recording import cassettes, coverage
 from simenv.scenario import Scenario
 
 __all__ = ["check_replay_coverage", "check_resources"]
@@ -74,32 +75,13 @@ def check_resources(scenario: Scenario, options: CheckOptions) -> CheckResult:
 
 def check_replay_coverage(scenario: Scenario, options: CheckOptions) -> CheckResult:
     """Every call the oracle makes to a replayed tool is in its cassette; unused entries listed."""
-    replayed = {t.name: t for t in scenario.tools if getattr(t, "replay", None) is not None}
-    if not replayed:
+    if not cassettes(scenario):
         return CheckResult("replay", "skip", "no tool is served from a cassette")
     if scenario.oracle is None:
         return CheckResult("replay", "skip", "no oracle to exercise the cassettes with")
-    seen: dict[str, set[str]] = {name: set() for name in replayed}
-    missing: list[str] = []
-    with opened(scenario, options) as env:
-        for i, task in enumerate(sample_tasks(scenario, options)):
-            episode, _ = play(env, task.id, options.seed + i, Oracle())
-            for step in episode.steps:
-                for call in step.tool_calls:
-                    tool = replayed.get(call.name)
-                    if tool is None:
-                        continue
-                    cassette = getattr(tool, "replay")  # noqa: B009
-                    key = cassette.key(call.name, call.arguments)
-                    seen[call.name].add(key)
-                    if key not in cassette.entries.get(call.name, {}):
-                        missing.append(f"{call.name}{key} (task {task.id})")
-    unused = sorted(
-        f"{name}{key}"
-        for name, tool in replayed.items()
-        for key in getattr(tool, "replay").keys(name)  # noqa: B009
-        if key not in seen[name]
-    )
+    report = coverage(scenario, tasks=sample_tasks(scenario, options), seeds=(options.seed,))
+    missing = [f"{m.key} (task {m.task_id})" for m in report.missing]
+    unused = [key for _, key in report.unused]
     details = {"missing": missing[:50], "unused": unused[:50]}
     if missing:
         return CheckResult(

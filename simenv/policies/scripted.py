@@ -41,8 +41,16 @@ class Oracle:
                         f"scenario {env.scenario.id!r} has no oracle; give Scenario(oracle=...)"
                     )
                 # Before the first turn the live state is the starting state; later, rebuild it.
-                start = env.state if conv.turn == 0 else env.initial_state()
-                plan = list(env.scenario.oracle(env.task, start))
+                if conv.turn == 0:
+                    plan = list(env.scenario.oracle(env.task, env.state))
+                else:
+                    start = env.initial_state()
+                    try:
+                        plan = list(env.scenario.oracle(env.task, start))
+                    finally:
+                        close = getattr(start, "close", None)
+                        if callable(close):
+                            close()
                 conv.memo["oracle_plan"] = plan
             turn = conv.turn
             actions.append(plan[turn] if turn < len(plan) else FINAL_ANSWER)
@@ -179,7 +187,11 @@ class Random:
 
 
 def from_string(name: str, *, seed: int = 0) -> Policy:
-    """The policy a CLI string names: ``oracle``, ``null``, ``random`` or ``hf:PATH``.
+    """The policy a CLI string names.
+
+    ``oracle``, ``null``, ``random``, ``hf:PATH`` (a local model directory, see
+    :class:`~simenv.policies.hf.HF`) or ``openai:MODEL@BASE_URL`` (an OpenAI-compatible
+    endpoint, see :class:`~simenv.policies.openai.OpenAI`); ``seed`` seeds the sampling ones.
 
     Raises:
         ValueError: Unknown name (the message lists the known ones).

@@ -13,7 +13,8 @@ scenario, and its message carries the task, seed and a reproduction.
 Options (command line, with ini twins): ``--simenv-seed`` / ``simenv_seed``,
 ``--simenv-scenarios`` / ``simenv_scenarios`` (ids or paths; default: every registered one),
 ``--simenv-checks`` / ``simenv_checks``, ``--simenv-fast`` / ``simenv_fast``, and
-``--simenv-docker=auto|require|skip`` / ``simenv_docker``. Markers: ``simenv_docker`` (needs a
+``--simenv-docker=auto|require|skip`` / ``simenv_docker`` (``SIMENV_REQUIRE_DOCKER=1`` in the
+environment turns the default ``auto`` into ``require``). Markers: ``simenv_docker`` (needs a
 Docker engine) and ``simenv_slow``. Fixtures: ``make_env``, ``oracle_policy``,
 ``scripted_policy``, ``simenv_seed``, ``scenario_id`` and ``simenv_check``.
 
@@ -23,6 +24,7 @@ Nothing heavy is imported until a hook needs it.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -63,7 +65,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _option(config: pytest.Config, name: str) -> Any:
     value = config.getoption(f"--simenv-{name}")
-    return config.getini(f"simenv_{name}") if value is None else value
+    if value is not None:
+        return value
+    value = config.getini(f"simenv_{name}")
+    if name == "docker" and value == "auto" and os.environ.get("SIMENV_REQUIRE_DOCKER") == "1":
+        return "require"  # CI: Docker tests must fail, not skip, without an engine
+    return value
 
 
 def _split(value: str) -> list[str]:

@@ -7,8 +7,9 @@ readable tool message. Parameters whose annotation is an injectable type (a
 :class:`~simenv.tools.sandbox.Sandbox` subclass, ``numpy.random.Generator``, or any other
 :class:`Injectable`) are filled in by the environment and never appear in the schema.
 
-Prefer ``Literal[...]`` to ``Enum`` for closed sets of strings: validation is strict (``"5"`` is
-not an ``int``), and a ``Literal`` accepts the plain strings a model writes.
+Arguments are validated as the JSON values they are, strictly: ``"5"`` is not an ``int`` and
+``true`` is not a number, while a JSON array fills a ``list``, ``tuple`` or ``set``. Prefer
+``Literal[...]`` to ``Enum`` for closed sets of strings: the schema then lists them inline.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Annotated, Any, Literal, NotRequired
 
 import numpy as np
 import pydantic
+import pydantic_core
 from typing_extensions import TypedDict
 
 from simenv.errors import ScenarioError, ToolArgumentError
@@ -111,6 +113,7 @@ def _json_default(value: Any) -> Any:
 
 
 _ENCODE_RESULT = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
+_ENCODE_ARGUMENTS = json.JSONEncoder(ensure_ascii=False).encode
 # Argument types checked in plain Python before falling back to pydantic (which then also
 # writes the error message): JSON type -> the exact Python types accepted.
 _SCALARS: dict[Any, tuple[type, ...]] = {
@@ -238,14 +241,21 @@ class Tool:
                 f"tool {self.name!r}: an argument type cannot be expressed as JSON schema "
                 f"({exc}); use JSON types (str, int, float, bool, list, dict, Literal)"
             ) from exc
-        self._validate = adapter.validate_python
+        self._validate_python = adapter.validate_python
+        self._validate_json = adapter.validate_json
         self._fast: dict[str, tuple[type, ...]] | None = None
         if all(hints.get(p) in _SCALARS for p in fields):
             self._fast = {p: _SCALARS[hints[p]] for p in fields}
         self._required = frozenset(p for p in fields if p not in defaults)
         schema.setdefault("properties", {})
         for pname, value in defaults.items():
-            schema["properties"][pname]["default"] = value
+            try:  # the schema is JSON the model reads: an Enum or a set default must be JSON too
+                schema["properties"][pname]["default"] = pydantic_core.to_jsonable_python(value)
+            except ValueError as exc:
+                raise ScenarioError(
+                    f"tool {self.name!r}: the default of {pname!r} ({value!r}) has no JSON form "
+                    f"({exc}); use a JSON value (str, int, float, bool, None, list, dict)"
+                ) from exc
         schema["additionalProperties"] = False
         self.parameters: dict[str, Any] = schema
         self.provenance = provenance or ("sandbox" if self.injected else "live")
@@ -295,7 +305,7 @@ class Tool:
                 accepted = fast[key]
                 if type(value) is accepted[0]:
                     out[key] = value
-                elif type(value) in accepted:
+                elif type(value) in accepted and -1e308 < value < 1e308:
                     out[key] = float(value)  # an int where a float is declared
                 else:
                     break
@@ -313,6 +323,16 @@ class Tool:
         if self._defaults:
             return {**self._defaults, **values}
         return values
+
+    def _validate(self, arguments: dict[str, Any]) -> Any:
+        # The arguments are JSON values, so validate them as JSON: in strict Python mode a JSON
+        # array would never fill a tuple or a set. Values JSON cannot carry (huge ints, lone
+        # surrogates, Python objects from a direct caller) are validated as Python instead.
+        try:
+            text = _ENCODE_ARGUMENTS(arguments).encode()
+        except (TypeError, ValueError, RecursionError):
+            return self._validate_python(arguments)
+        return self._validate_json(text)
 
     def invoke(self, arguments: Any, injected: Mapping[str, Any]) -> Any:
         """Validate ``arguments`` then call the function with the injected values added."""

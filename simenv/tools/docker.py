@@ -1,0 +1,437 @@
+"""Verifiable execution in Docker: one hardened, throwaway container per episode.
+
+Subclass :class:`DockerSandbox`, say what the work directory holds at the start (``files``),
+and write tools that take the sandbox and run things in it::
+
+    class Repo(DockerSandbox):
+        def files(self, rng, task):                    # the episode's starting work dir
+            return {"solution.py": task.data["buggy"], "test_solution.py": tests(rng, task)}
+
+    @tool(effect="write", provenance="docker")
+    def run_tests(repo: Repo) -> str:
+        \"\"\"Run the visible tests.\"\"\"
+        return repo.exec(["python3", "test_solution.py"], timeout_s=5).render()
+
+How it is reset: every episode takes a container from a warm pool (created, started and
+answering before anyone asks: under a millisecond of engine work instead of a ~300 ms cold
+start), writes its files into the empty work dir, and at ``close()`` hands the container back
+to be destroyed; a replacement is created in a background thread. A container is never reused.
+Tool calls do not go through ``docker exec`` (about 70 ms each): a small server started as the
+container's PID 1 (:mod:`simenv.tools.docker_runner`) answers JSON lines over the container's
+attached stdin/stdout, in about half a millisecond for a file read.
+
+Threat model. What it covers, for code a model writes (careless or adversarial):
+
+- no network: ``network_mode=none`` (loopback only), so no egress, no DNS, no metadata service;
+- files: a read-only root file system; the only writable path is the work dir, a size-limited
+  tmpfs (``nosuid,nodev,noexec``); no host path is mounted and the Docker socket is not inside,
+  so host files cannot be read or written; no ``/dev/shm`` (private IPC namespace);
+- privileges: a non-root user (uid 1000), every capability dropped, ``no-new-privileges``
+  (setuid binaries gain nothing), Docker's default seccomp profile;
+- resources: memory (no swap, work dir included), CPU and process-count (fork bomb) limits for
+  the whole container, an address-space limit per process (a runaway allocation is a
+  ``MemoryError``), captured output capped, and a time limit on every exec, after which every
+  process in the container is killed; nothing an agent starts outlives its call;
+- integrity of the channel: the server is not dumpable, so the agent's processes (same uid)
+  cannot ptrace it or open its file descriptors to forge answers, and the kernel's OOM killer
+  picks the agent's processes before it;
+- lifetime: one container per episode, destroyed afterwards; every container carries labels
+  (``simenv.managed=1``, its run id, its owner process) so :func:`reap` removes what a crashed
+  run left behind; logging is off, so nothing the agent prints reaches the host's disk.
+
+What it does not cover:
+
+- the kernel is shared: a kernel or container-runtime exploit escapes. For hostile code at
+  scale set ``runtime = "runsc"`` (gVisor) or use VM isolation (Kata, Firecracker);
+- side channels (timing, caches) and the engine's own availability: many concurrent episodes
+  can overload ``dockerd``;
+- graders that run *inside* the container share it with the agent's code (same uid): a
+  solution can patch the grading code it is imported by. Checks that must hold against an
+  adversarial solution compare outputs on the host (as ``code/Repair-v1``'s evaluation does);
+- determinism of what the agent runs: output that depends on time or memory addresses makes
+  that episode irreproducible (``PYTHONHASHSEED`` is fixed, the clock is not).
+
+The base image is built offline from Debian's packages (:func:`build_base_image`, the
+``simenv docker build-base`` command). Any image with ``python3`` (3.8+) on ``PATH`` works:
+set ``image`` on the sandbox class.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import signal
+import tarfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from simenv.errors import InfraError, ToolError
+from simenv.tools.docker_image import BASE_IMAGE, build_base_image, image_exists
+from simenv.tools.docker_pool import (
+    Container,
+    ContainerPool,
+    ContainerSpec,
+    docker_client,
+    encode,
+    get_pool,
+    live_containers,
+    reap,
+    run_id,
+    shutdown_pools,
+)
+from simenv.tools.sandbox import Sandbox
+from simenv.types import Task
+
+__all__ = [
+    "BASE_IMAGE",
+    "ContainerSpec",
+    "DockerSandbox",
+    "ExecResult",
+    "build_base_image",
+    "docker_available",
+    "image_exists",
+    "reap",
+    "run_id",
+    "shutdown_pools",
+]
+
+
+def docker_available() -> bool:
+    """Whether a Docker engine answers (and the ``docker`` package is installed)."""
+    try:
+        docker_client(timeout_s=5).close()
+    except InfraError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run in the container did.
+
+    Attributes:
+        exit_code: The exit status; negative when a signal killed it (``-9``: SIGKILL).
+        stdout: Its standard output (UTF-8, undecodable bytes replaced), at most the cap.
+        stderr: Its standard error, likewise.
+        truncated: Output went past the cap and was cut.
+        oom_killed: The kernel's OOM killer fired during the call (the memory limit).
+        duration_s: Wall time of the call inside the container.
+    """
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    truncated: bool
+    oom_killed: bool
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        """Exit status 0."""
+        return self.exit_code == 0
+
+    def status(self, memory_mb: int | None = None) -> str:
+        """One line on how it ended, for the agent (empty for a clean exit)."""
+        if self.exit_code == 0:
+            return ""
+        if self.exit_code < 0:
+            try:
+                name = signal.Signals(-self.exit_code).name
+            except ValueError:
+                name = f"signal {-self.exit_code}"
+            why = f"killed by {name}"
+            if self.oom_killed:
+                limit = f" ({memory_mb} MiB)" if memory_mb else ""
+                why += f": it ran out of memory, the sandbox's limit{limit} was hit"
+            return f"[{why}]"
+        return f"[exit code {self.exit_code}]"
+
+    def render(self, limit_chars: int = 8000, memory_mb: int | None = None) -> str:
+        """Output and status as one text for the agent, cut to ``limit_chars``."""
+        parts = [p for p in (self.stdout.rstrip("\n"), self.stderr.rstrip("\n")) if p]
+        text = "\n".join(parts)
+        if len(text) > limit_chars:
+            text = text[: limit_chars // 2] + "\n[... output cut ...]\n" + text[-limit_chars // 2 :]
+        elif self.truncated:
+            text += "\n[... output cut ...]"
+        status = self.status(memory_mb)
+        return "\n".join(p for p in (text, status) if p) or "(no output)"
+
+
+def _decode(files: Mapping[str, str]) -> dict[str, bytes]:
+    return {path: base64.b64decode(data) for path, data in files.items()}
+
+
+class DockerSandbox(Sandbox):
+    """A container per episode: its work dir is the state, ``exec`` runs things in it.
+
+    Configure with class attributes (each set of values gets its own warm pool):
+
+    Attributes:
+        image: Image with ``python3`` on ``PATH`` (default: simenv's base image).
+        memory_mb: Memory limit of the container (no swap; the work dir's contents count).
+        cpus: CPU limit.
+        pids_limit: Most processes alive at once.
+        work_mb: Size of the work dir, the only writable path.
+        work_dir: Where the work dir is (also the working directory of every command).
+        exec_timeout_s: Default time limit of :meth:`exec`.
+        output_limit_bytes: Output kept per stream and call.
+        pool_size: Warm containers kept ready.
+        start_timeout_s: Longest wait for a container at ``reset``.
+        runtime: An OCI runtime other than Docker's default (e.g. ``"runsc"`` for gVisor).
+
+    Override :meth:`files` to give the starting work dir (from the episode's ``rng``). Keep
+    other per-episode facts in attributes: public ones are part of the state, private ones
+    (``_name``) are not. The state is those attributes plus ``work``: every file of the work
+    dir (text, ``{"base64": ...}`` for binary files, ``{"symlink": target}`` for links).
+    """
+
+    image: ClassVar[str] = BASE_IMAGE
+    memory_mb: ClassVar[int] = 256
+    cpus: ClassVar[float] = 1.0
+    pids_limit: ClassVar[int] = 64
+    work_mb: ClassVar[int] = 32
+    work_dir: ClassVar[str] = "/work"
+    exec_timeout_s: ClassVar[float] = 10.0
+    output_limit_bytes: ClassVar[int] = 64 * 1024
+    pool_size: ClassVar[int] = 2
+    start_timeout_s: ClassVar[float] = 60.0
+    runtime: ClassVar[str | None] = None
+    blocking_io = True
+
+    _container: Container | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def spec(cls) -> ContainerSpec:
+        """The container spec these class attributes describe."""
+        return ContainerSpec(
+            image=cls.image,
+            memory_mb=cls.memory_mb,
+            cpus=cls.cpus,
+            pids_limit=cls.pids_limit,
+            work_mb=cls.work_mb,
+            work_dir=cls.work_dir,
+            runtime=cls.runtime,
+        )
+
+    @classmethod
+    def pool(cls) -> ContainerPool:
+        """This class's warm pool (shared by every class with the same spec)."""
+        return get_pool(cls.spec(), cls.pool_size, cls.start_timeout_s)
+
+    @classmethod
+    def prewarm(cls, wait: bool = True) -> None:
+        """Fill the pool now (e.g. before a benchmark or a rollout) instead of at first reset."""
+        cls.pool().prewarm(wait=wait)
+
+    @classmethod
+    def live_resources(cls) -> list[str]:
+        """Containers handed to episodes and not yet given back (warm ones are not held)."""
+        return [f"container:{cid[:12]}" for cid in live_containers()]
+
+    def files(self, rng: np.random.Generator, task: Task) -> Mapping[str, str | bytes]:
+        """The starting work dir: relative path -> contents. Override; the default is empty."""
+        return {}
+
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        """Take a warm container and write :meth:`files` into its work dir."""
+        pool = self.pool()
+        self._container = pool.acquire(refill=False)
+        try:
+            files = self.files(rng, task)
+            if files:
+                self.write_files(files)
+        except BaseException:
+            self.close()  # nobody will close a sandbox whose setup failed
+            raise
+        finally:
+            pool.refill()  # the replacement is created after this episode's start, not during
+
+    def close(self) -> None:
+        """Give the container back (it is destroyed in the background). Safe to repeat."""
+        container, self._container = self._container, None
+        if container is not None:
+            self.pool().release(container)
+
+    @property
+    def container_id(self) -> str:
+        """The id of this episode's container."""
+        return self._live().id
+
+    def _live(self) -> Container:
+        if self._container is None:
+            raise InfraError(
+                f"{type(self).__name__} has no container: setup() was not called or close() "
+                "already was"
+            )
+        return self._container
+
+    # ------------------------------------------------------------------ running things
+    def exec(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        stdin: str | bytes = b"",
+        env: Mapping[str, str] | None = None,
+        cwd: str = ".",
+    ) -> ExecResult:
+        """Run a command in the work dir and wait for it (a time limit always applies).
+
+        Args:
+            command: An argv list, or a string run by ``/bin/sh -c``.
+            timeout_s: Time limit (default: ``exec_timeout_s``).
+            stdin: Standard input for the command.
+            env: Extra environment variables.
+            cwd: Working directory, relative to the work dir.
+
+        Raises:
+            ToolError: It ran past the time limit (every process it started was killed), or
+                could not be started (no such program).
+            InfraError: The container died or stopped answering.
+        """
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        limit = self.exec_timeout_s if timeout_s is None else float(timeout_s)
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        answer = self._live().request(
+            "exec",
+            timeout_s=limit + 15.0,
+            argv=argv,
+            limit_s=limit,
+            stdin=encode(data),
+            env=dict(env or {}),
+            cwd=cwd,
+            cap=self.output_limit_bytes,
+        )
+        result = ExecResult(
+            exit_code=int(answer["exit_code"]),
+            stdout=base64.b64decode(answer["stdout"]).decode(errors="replace"),
+            stderr=base64.b64decode(answer["stderr"]).decode(errors="replace"),
+            truncated=bool(answer["truncated"]),
+            oom_killed=bool(answer["oom_killed"]),
+            duration_s=float(answer["duration_s"]),
+        )
+        if answer["timed_out"]:
+            seen = result.render(limit_chars=600)
+            raise ToolError(
+                f"the command did not finish within {limit:g} s and was stopped (every process "
+                "it started was killed). Look for an infinite loop or a blocking read, or make "
+                f"it faster. Output before it was stopped:\n{seen}"
+            )
+        return result
+
+    def run_python(
+        self, code: str, *, timeout_s: float | None = None, stdin: str | bytes = b""
+    ) -> ExecResult:
+        """Run ``python3 -c code`` in the work dir (see :meth:`exec`)."""
+        return self.exec(["python3", "-c", code], timeout_s=timeout_s, stdin=stdin)
+
+    # ------------------------------------------------------------------ files
+    def write_files(self, files: Mapping[str, str | bytes]) -> None:
+        """Write files (relative paths; parent directories are made).
+
+        Raises:
+            ToolError: A path leaves the work dir, or the work dir is full.
+        """
+        encoded = {
+            path: encode(data.encode() if isinstance(data, str) else data)
+            for path, data in files.items()
+        }
+        self._live().request("write", files=encoded)
+
+    def write_file(self, path: str, content: str | bytes) -> None:
+        """Write one file (see :meth:`write_files`)."""
+        self.write_files({path: content})
+
+    def read_bytes(self, path: str) -> bytes:
+        """Read one file of the work dir.
+
+        Raises:
+            ToolError: No such file, not a regular file, or a path outside the work dir.
+        """
+        answer = self._live().request("read", paths=[path])
+        return _decode(answer["files"])[path]
+
+    def read_file(self, path: str) -> str:
+        """Read one file as text (UTF-8; undecodable bytes replaced)."""
+        return self.read_bytes(path).decode(errors="replace")
+
+    def list_files(self) -> dict[str, int]:
+        """Every file of the work dir (relative path -> size in bytes), sorted."""
+        answer = self._live().request("list")
+        return {path: int(size) for path, size in answer["entries"]}
+
+    def put_archive(self, data: bytes) -> None:
+        """Unpack a tar archive into the work dir (regular files and directories only).
+
+        Docker's own archive API cannot see a tmpfs mounted inside a container, so the files
+        travel through the container's server like every other write.
+
+        Raises:
+            ToolError: A member is a link or device, or its path leaves the work dir.
+        """
+        files: dict[str, str | bytes] = {}
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            for member in archive.getmembers():
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    raise ToolError(f"archive member {member.name!r} is not a regular file")
+                handle = archive.extractfile(member)
+                files[member.name] = handle.read() if handle else b""
+        self.write_files(files)
+
+    def get_archive(self, paths: Sequence[str] | None = None) -> bytes:
+        """A tar archive of the given files (default: the whole work dir)."""
+        if paths is None:
+            contents = _decode(self._live().request("snapshot")["files"])
+        else:
+            contents = {p: self.read_bytes(p) for p in paths}
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for path, data in sorted(contents.items()):
+                info = tarfile.TarInfo(path)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    # ------------------------------------------------------------------ state
+    def work_state(self) -> dict[str, Any]:
+        """Every file of the work dir: path -> text, ``{"base64": ...}`` or ``{"symlink": ...}``."""
+        answer = self._live().request("snapshot")
+        out: dict[str, Any] = {}
+        for path, data in sorted(_decode(answer["files"]).items()):
+            try:
+                out[path] = data.decode()
+            except UnicodeDecodeError:
+                out[path] = {"base64": encode(data)}
+        for path, target in answer["links"].items():
+            out[path] = {"symlink": target}
+        return out
+
+    def state(self) -> dict[str, Any]:
+        """Public attributes plus ``work``, the work dir's files (read from the container)."""
+        return {**super().state(), "work": self.work_state()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the state that :meth:`restore` brings back (into any container)."""
+        return copy.deepcopy(self.state())
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Return to a snapshot: attributes, and the work dir replaced by its files."""
+        super().restore({k: v for k, v in snapshot.items() if k != "work"})
+        files: dict[str, str] = {}
+        links: dict[str, str] = {}
+        for path, value in snapshot.get("work", {}).items():
+            if isinstance(value, str):
+                files[path] = encode(value.encode())
+            elif "symlink" in value:
+                links[path] = value["symlink"]
+            else:
+                files[path] = value["base64"]
+        self._live().request("restore", files=files, links=links)

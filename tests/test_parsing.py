@@ -1,0 +1,356 @@
+"""Parsing assistant turns: Hermes ``<tool_call>`` text and OpenAI ``tool_calls``, fuzzed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simenv.parsing import (
+    MAX_CALL_CHARS,
+    MAX_CALLS_PER_TURN,
+    format_tool_call,
+    parse_action,
+    parse_text,
+)
+
+
+def _check_consistent(parsed: Any) -> None:
+    """Invariants every parse keeps: one OpenAI entry per call, same ids, errors explained."""
+    message = parsed.message
+    assert message["role"] == "assistant" and isinstance(message["content"], str)
+    entries = message.get("tool_calls", [])
+    assert len(entries) == len(parsed.tool_calls)
+    assert ("tool_calls" in message) == bool(parsed.tool_calls)
+    for entry, call in zip(entries, parsed.tool_calls, strict=True):
+        assert entry["id"] == call.id and entry["type"] == "function"
+        assert isinstance(entry["function"]["name"], str) and entry["function"]["name"]
+        assert isinstance(json.loads(entry["function"]["arguments"]), dict)
+        assert isinstance(call.arguments, dict)
+        if call.error is not None:
+            assert isinstance(call.error, str) and len(call.error) > 10
+            assert call.arguments == {}
+    json.dumps(message)  # the recorded message is JSON
+
+
+def test_several_calls_in_text_with_content_kept() -> None:
+    text = (
+        "Let me check. "
+        + format_tool_call("a", {"x": 1})
+        + " and "
+        + format_tool_call("b", {"y": [1, {"z": "}"}]})
+        + "\nThanks."
+    )
+    parsed = parse_action(text, "call_1")
+    assert [(c.name, c.arguments, c.error) for c in parsed.tool_calls] == [
+        ("a", {"x": 1}, None),
+        ("b", {"y": [1, {"z": "}"}]}, None),
+    ]
+    assert parsed.message["content"] == "Let me check.  and \nThanks."
+    assert [c["id"] for c in parsed.message["tool_calls"]] == ["call_1_0", "call_1_1"]
+    assert json.loads(parsed.message["tool_calls"][1]["function"]["arguments"]) == {
+        "y": [1, {"z": "}"}]
+    }
+    _check_consistent(parsed)
+
+
+def test_one_call_and_whitespace_variants() -> None:
+    for text in [
+        '<tool_call>{"name": "lookup", "arguments": {"id": "O-7"}}</tool_call>',
+        '<tool_call>\n{"name":"lookup","arguments":{"id":"O-7"}}\n</tool_call>',
+        '<tool_call> {"arguments": {"id": "O-7"}, "name": "lookup"} </tool_call>',
+        '<tool_call>{"name": "lookup", "parameters": {"id": "O-7"}}</tool_call>',
+        '<tool_call>{"name": "lookup", "arguments": "{\\"id\\": \\"O-7\\"}"}</tool_call>',
+    ]:
+        parsed = parse_action(text)
+        assert [(c.id, c.name, c.arguments, c.error) for c in parsed.tool_calls] == [
+            ("call_0", "lookup", {"id": "O-7"}, None)
+        ], text
+        assert parsed.message["content"] == ""
+        _check_consistent(parsed)
+
+
+def test_text_without_calls_is_an_answer() -> None:
+    parsed = parse_action("  The answer is 42.  ")
+    assert parsed.tool_calls == ()
+    assert parsed.message == {"role": "assistant", "content": "  The answer is 42.  "}
+    assert parse_text("no calls") == ("no calls", [])
+
+
+def test_arguments_may_be_empty_or_missing() -> None:
+    for text in [
+        '<tool_call>{"name": "ping"}</tool_call>',
+        '<tool_call>{"name": "ping", "arguments": {}}</tool_call>',
+        '<tool_call>{"name": "ping", "arguments": null}</tool_call>',
+        '<tool_call>{"name": "ping", "arguments": ""}</tool_call>',
+    ]:
+        (call,) = parse_action(text).tool_calls
+        assert (call.name, call.arguments, call.error) == ("ping", {}, None)
+
+
+def test_openai_dict_action() -> None:
+    action = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "abc", "type": "function", "function": {"name": "a", "arguments": '{"x": 2}'}},
+            {"id": "def", "type": "function", "function": {"name": "b", "arguments": {"y": 1}}},
+            {"type": "function", "function": {"name": "c", "arguments": ""}},
+            {"id": "g", "function": {"name": "d"}},
+        ],
+    }
+    parsed = parse_action(action, "call_3")
+    assert [(c.id, c.name, c.arguments, c.error) for c in parsed.tool_calls] == [
+        ("abc", "a", {"x": 2}, None),
+        ("def", "b", {"y": 1}, None),
+        ("call_3_2", "c", {}, None),
+        ("g", "d", {}, None),
+    ]
+    assert parsed.message["content"] == ""
+    assert parsed.message["tool_calls"][0]["function"]["arguments"] == '{"x": 2}'
+    _check_consistent(parsed)
+
+
+def test_dict_without_tool_calls_parses_its_content_as_text() -> None:
+    parsed = parse_action(
+        {"role": "assistant", "content": "Hi " + format_tool_call("a", {}), "tool_calls": []}
+    )
+    assert [c.name for c in parsed.tool_calls] == ["a"] and parsed.message["content"] == "Hi"
+    listed = parse_action({"role": "assistant", "content": [{"type": "text", "text": "x"}]})
+    assert json.loads(listed.message["content"]) == [{"type": "text", "text": "x"}]
+    assert parse_action({"role": "assistant"}).message == {"role": "assistant", "content": ""}
+
+
+@pytest.mark.parametrize(
+    ("action", "problem"),
+    [
+        ({"tool_calls": "a"}, '"tool_calls" must be a list'),
+        ({"tool_calls": [1]}, "each tool call must be an object"),
+        ({"tool_calls": [{"function": "a"}]}, '"function" must be an object'),
+        ({"tool_calls": [{"function": {"arguments": "{}"}}]}, 'no "function.name"'),
+        ({"tool_calls": [{"function": {"name": ""}}]}, 'no "function.name"'),
+        ({"tool_calls": [{"function": {"name": "a", "arguments": "{x"}}]}, "not valid JSON"),
+        ({"tool_calls": [{"function": {"name": "a", "arguments": "[1]"}}]}, "got list"),
+        ({"tool_calls": [{"function": {"name": "a", "arguments": 5}}]}, "got int"),
+        (
+            {"tool_calls": [{"function": {"name": "a", "arguments": "1" * (MAX_CALL_CHARS + 1)}}]},
+            "over the limit",
+        ),
+    ],
+)
+def test_malformed_openai_calls_become_errors(action: dict[str, Any], problem: str) -> None:
+    parsed = parse_action({"role": "assistant", **action})
+    assert len(parsed.tool_calls) == 1
+    error = parsed.tool_calls[0].error
+    assert error is not None and problem in error
+    _check_consistent(parsed)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("<tool_call>{nope}</tool_call>", "not valid JSON"),
+        ("<tool_call></tool_call>", "not valid JSON"),
+        ('<tool_call>{"arguments": {}}</tool_call>', 'no "name"'),
+        ('<tool_call>{"name": "", "arguments": {}}</tool_call>', 'no "name"'),
+        ('<tool_call>{"name": 5, "arguments": {}}</tool_call>', 'no "name"'),
+        (
+            '<tool_call>{"name": "a", "arguments": [1]}</tool_call>',
+            "must be a JSON object, got list",
+        ),
+        ('<tool_call>{"name": "a", "arguments": 3}</tool_call>', "must be a JSON object, got int"),
+        ('<tool_call>{"name": "a", "arguments": "{bad"}</tool_call>', "not valid JSON"),
+        ("<tool_call>[1, 2]</tool_call>", "must be a JSON object"),
+        ('<tool_call>"just a string"</tool_call>', "got str"),
+        ('ok <tool_call>{"name": "a", "arguments": {}}', "not closed"),
+        ("<tool_call>" + "x" * (MAX_CALL_CHARS + 1) + "</tool_call>", "over the limit"),
+        ('<tool_call>{"name": "a", "arguments": {"n": ' + "9" * 5000 + "}}</tool_call>", "JSON"),
+        ("<tool_call>" + "[" * 50_000 + "</tool_call>", "not valid JSON"),
+    ],
+)
+def test_malformed_text_calls_become_errors(text: str, problem: str) -> None:
+    parsed = parse_action(text)
+    assert len(parsed.tool_calls) == 1
+    call = parsed.tool_calls[0]
+    assert call.error is not None and problem in call.error
+    assert parsed.message["tool_calls"][0]["function"]["name"] == (call.name or "invalid_tool_call")
+    assert len(call.error) < 400  # the agent reads a short message, not its whole payload back
+    _check_consistent(parsed)
+
+
+def test_errors_tell_the_agent_the_expected_format() -> None:
+    (call,) = parse_action("<tool_call>{nope}</tool_call>").tool_calls
+    assert '<tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>' in (call.error or "")
+
+
+def test_well_formed_calls_survive_next_to_malformed_ones() -> None:
+    text = (
+        format_tool_call("a", {"x": 1})
+        + "<tool_call>{broken</tool_call>"
+        + format_tool_call("b", {})
+        + "<tool_call>{unclosed"
+    )
+    parsed = parse_action(text)
+    assert [(c.name, c.error is None) for c in parsed.tool_calls] == [
+        ("a", True),
+        ("", False),
+        ("b", True),
+        ("", False),
+    ]
+    assert "not closed" in (parsed.tool_calls[3].error or "")
+    assert parsed.message["content"] == ""
+    _check_consistent(parsed)
+
+
+@pytest.mark.timeout(60)  # quadratic parsing would hang here, not fail
+def test_huge_payloads_are_refused_quickly() -> None:
+    big_argument = format_tool_call("a", {"x": "y" * 2_000_000})
+    (call,) = parse_action(big_argument).tool_calls
+    assert call.error is not None and "over the limit of 65536" in call.error
+    # Degenerate generations (a tag repeated over and over) parse in linear time.
+    (call,) = parse_action("<tool_call>" * 200_000).tool_calls
+    assert "not closed" in (call.error or "")
+    for repeats in (900, 3_000):  # under and over MAX_CALL_CHARS
+        text = ('<tool_call>{"name": "a", "arguments": {' + "}" * 30) * repeats
+        calls = parse_action(text).tool_calls
+        assert len(calls) == 1 and "not closed" in (calls[0].error or "")
+
+
+def test_too_many_calls_are_refused_beyond_the_limit() -> None:
+    text = "".join(format_tool_call("a", {"i": i}) for i in range(MAX_CALLS_PER_TURN + 3))
+    parsed = parse_action(text)
+    calls = parsed.tool_calls
+    assert len(calls) == MAX_CALLS_PER_TURN + 3
+    assert all(c.error is None for c in calls[:MAX_CALLS_PER_TURN])
+    assert [c.arguments["i"] for c in calls[:MAX_CALLS_PER_TURN]] == list(range(MAX_CALLS_PER_TURN))
+    assert all(
+        c.error == f"more than {MAX_CALLS_PER_TURN} tool calls in one turn; this one was not run"
+        for c in calls[MAX_CALLS_PER_TURN:]
+    )
+    _check_consistent(parsed)
+    action = {
+        "role": "assistant",
+        "tool_calls": [{"function": {"name": "a"}}] * (MAX_CALLS_PER_TURN + 1),
+    }
+    parsed = parse_action(action)
+    assert [c.error is None for c in parsed.tool_calls].count(False) == 1
+    _check_consistent(parsed)
+
+
+def test_non_text_non_dict_actions_are_read_as_text() -> None:
+    assert parse_action(None).message == {"role": "assistant", "content": "None"}
+    assert parse_action(42).tool_calls == ()
+    parsed = parse_action(["<tool_call>"])
+    assert len(parsed.tool_calls) == 1 and parsed.tool_calls[0].error is not None
+
+
+# ----------------------------------------------------------------------------- fuzzing
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+fragments = st.sampled_from(
+    [
+        "<tool_call>",
+        "</tool_call>",
+        "{",
+        "}",
+        '"name"',
+        '"arguments"',
+        ":",
+        ",",
+        '"a"',
+        " ",
+        "\n",
+        '{"name": "a", "arguments": {}}',
+        '{"name": "a", "arguments": {"x": 1}}',
+        "[",
+        "]",
+        "null",
+        '"',
+        "\\",
+    ]
+)
+tool_text = st.lists(fragments | st.text(max_size=8), max_size=25).map("".join)
+any_text = (
+    st.text(max_size=300)
+    | tool_text
+    | st.builds(
+        lambda name, args, around: around[0] + format_tool_call(name, args) + around[1],
+        st.text(max_size=12),
+        st.dictionaries(st.text(max_size=6), json_values, max_size=3),
+        st.tuples(st.text(max_size=20), st.text(max_size=20)),
+    )
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_text)
+def test_parsing_never_raises_on_text(text: str) -> None:
+    parsed = parse_action(text)
+    _check_consistent(parsed)
+    if "<tool_call>" in text:
+        assert parsed.tool_calls  # every opened tag is answered, if only with an error
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_text)
+def test_the_fast_path_agrees_with_the_general_path(text: str) -> None:
+    """Text goes through a one-call fast path; dict content never does. Both must agree."""
+    fast = parse_action(text, "c")
+    general = parse_action({"role": "assistant", "content": text}, "c")
+    assert fast.message == general.message
+    assert fast.tool_calls == general.tool_calls
+
+
+raw_call = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.text(max_size=5) | st.integers(),
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries(
+            {},
+            optional={
+                "name": st.text(max_size=8) | st.integers() | st.none(),
+                "arguments": st.text(max_size=30)
+                | json_values
+                | st.dictionaries(st.text(max_size=5), json_values, max_size=3).map(json.dumps),
+            },
+        )
+        | json_values,
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["role", "content", "tool_calls", "x"]),
+        json_values | st.lists(raw_call | json_values, max_size=4) | tool_text,
+    )
+)
+def test_parsing_never_raises_on_dicts(action: dict[str, Any]) -> None:
+    parsed = parse_action(action)
+    _check_consistent(parsed)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(min_size=1, max_size=20),
+    st.dictionaries(st.text(max_size=10), json_values, max_size=4),
+)
+def test_well_formed_calls_round_trip(name: str, arguments: dict[str, Any]) -> None:
+    payload = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+    calls = parse_action(format_tool_call(name, arguments)).tool_calls
+    if "</tool_call>" in payload:
+        return  # a payload that contains the closing tag cannot be framed by it
+    assert len(calls) == 1 and calls[0].error is None
+    assert calls[0].name == name and calls[0].arguments == arguments
+    openai = parse_action({"role": "assistant", "tool_calls": [calls[0].to_openai()]})
+    assert openai.tool_calls[0].arguments == arguments and openai.tool_calls[0].name == name
