@@ -12,6 +12,8 @@ from typing import Any
 
 import gymnasium
 
+from scenarios.sop_domains import DOMAINS as SOP_DOMAINS
+
 BUNDLED: dict[str, str] = {
     "support/Refunds-v1": "scenarios.support_desk:SCENARIO",
     "support/Triage-v1": "scenarios.triage:SCENARIO",
@@ -28,10 +30,12 @@ def bundled() -> list[Any]:
     for target in BUNDLED.values():
         module, _, attribute = target.partition(":")
         out.append(getattr(importlib.import_module(module), attribute))
-    return out
+    from scenarios.sop_domains import scenarios as sop_scenarios
+
+    return out + sop_scenarios()
 
 
-for _id in BUNDLED:
+for _id in [*BUNDLED, *SOP_DOMAINS]:
     if _id not in gymnasium.registry:
         gymnasium.register(
             id=_id,

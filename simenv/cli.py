@@ -21,6 +21,7 @@ from rich.table import Table
 import simenv
 from simenv import cli_docker, cli_replay
 from simenv.cli_eval import register as register_eval
+from simenv.cli_sop import register as register_sop
 from simenv.errors import SimenvError
 
 if TYPE_CHECKING:
@@ -318,8 +319,10 @@ def check(
         raise typer.Exit(1)
 
 
-# eval/view (simenv.cli_eval), record/coverage (simenv.cli_replay), docker (simenv.cli_docker).
+# Commands from their own modules: eval/view (cli_eval), import sop (cli_sop),
+# record/coverage (cli_replay), docker (cli_docker).
 register_eval(app)
+register_sop(app)
 app.command("record")(cli_replay.record)
 app.command("coverage")(cli_replay.coverage_command)
 app.add_typer(cli_docker.app, name="docker")

@@ -156,6 +156,12 @@ def _load_entry_points() -> None:
 
 
 def _load_path(path: Path) -> list[Scenario]:
+    if path.is_dir() and (path / "simenv.yaml").is_file():  # an SOP folder (docs/sop.md)
+        from simenv.sop import load_sop  # deferred: simenv.sop imports this module
+
+        scenario = load_sop(path)
+        register(scenario, source=str(path), override=True)
+        return [scenario]
     target = path / "__init__.py" if path.is_dir() else path
     if not target.is_file():
         raise RegistrationError(f"{path}: no such scenario file (expected a .py file or package)")

@@ -300,6 +300,59 @@ def test_resources_catches_resources_not_released() -> None:
 
 
 # ----------------------------------------------------------------------------- examples
+# ----------------------------------------------------------------------------- replay
+PRICES = {"A-1": 30, "B-2": 45, "C-3": 120}
+
+
+def priced(cassette_path: Path, recorded: dict[str, int]) -> Scenario:
+    """A replayed price lookup whose cassette holds ``recorded`` (the oracle asks for all)."""
+    import json
+
+    from simenv.tools.replay import Cassette
+
+    rows = [{"tool": "price", "arguments": {"sku": k}, "response": v} for k, v in recorded.items()]
+    cassette_path.write_text(json.dumps({"version": 1, "entries": rows}))
+
+    @tool(effect="read", replay=Cassette(cassette_path))
+    def price(sku: str) -> int:
+        """Look a price up.
+
+        Args:
+            sku: The product code, e.g. "A-1".
+        """
+        return PRICES[sku]
+
+    def paid(o: Outcome) -> float:
+        return float(str(PRICES[o.task.data["sku"]]) in o.answer)
+
+    def gold(task: Task, state: Any) -> list[str]:
+        sku = task.data["sku"]
+        return [format_tool_call("price", {"sku": sku}), f"It costs {PRICES[sku]}."]
+
+    return Scenario(
+        id="test/Prices-v1",
+        system_prompt="Answer prices.",
+        tools=[price],
+        tasks=[Task(f"t-{k}", f"Price of {k}?", data={"sku": k}) for k in PRICES],
+        reward=paid,
+        evaluate=paid,
+        oracle=gold,
+        random_state=False,
+        max_turns=3,
+    )
+
+
+def test_replay_passes_when_every_oracle_call_is_recorded(tmp_path: Path) -> None:
+    report = check(priced(tmp_path / "c.json", PRICES), fast=True, only=["replay"])
+    assert report["replay"].status == "pass", report.summary()
+
+
+def test_replay_catches_a_missing_cassette_entry(tmp_path: Path) -> None:
+    result = failing(priced(tmp_path / "c.json", {"A-1": 30, "C-3": 120}), "replay")
+    assert "1 oracle calls are not in the cassettes" in result.message
+    assert "B-2" in result.message and "re-record with `simenv record`" in result.message
+
+
 def test_examples_catches_a_wrong_stated_reward() -> None:
     bad = simenv.Example("claims a win", "t0", 1, ("Nothing to do.",), reward=1.0)
     result = failing(sound(examples=[bad]), "examples")

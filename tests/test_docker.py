@@ -8,6 +8,7 @@ adversarial test checks that the attack is contained with a clear error AND that
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import socket
@@ -426,3 +427,34 @@ def test_nothing_is_left_after_the_pools_shut_down() -> None:
     shutdown_pools()
     mine = _client().api.containers(all=True, filters={"label": f"simenv.run={run_id()}"})
     assert mine == []
+
+
+# ----------------------------------------------------------------------------- simenv check
+class LeakyShell(Shell):
+    """Deliberately broken: close() forgets to give the container back."""
+
+    def close(self) -> None:
+        pass
+
+
+def test_check_resources_passes_when_containers_are_given_back() -> None:
+    from simenv.checks import CheckOptions, check_resources
+
+    result = check_resources(SHELL, CheckOptions.for_mode(fast=True))
+    assert result.status == "pass", result.message
+
+
+def test_check_resources_catches_a_leaked_container() -> None:
+    from simenv.checks import CheckOptions, check_resources
+
+    leaky = dataclasses.replace(SHELL, id="test/LeakyShell-v1", sandbox=LeakyShell)
+    pool = LeakyShell.pool()
+    before = set(pool.in_use())
+    try:
+        result = check_resources(leaky, CheckOptions.for_mode(fast=True))
+        assert result.status == "fail"
+        assert "resources still held after close()" in result.message
+        assert "container:" in result.message and "LeakyShell.close()" in result.message
+    finally:  # give back what the broken sandbox kept, so the pool is clean for other tests
+        for cid in set(pool.in_use()) - before:
+            pool.release(pool._in_use[cid])
