@@ -218,6 +218,17 @@ def _parse_openai_calls(raw_calls: Any, id_prefix: str) -> list[ToolCall]:
             continue
         call_id = raw.get("id")
         call_id = call_id if isinstance(call_id, str) and call_id else fallback_id
+        if any(c.id == call_id for c in calls):  # results are matched to calls by id
+            calls.append(
+                ToolCall(
+                    f"{call_id}_{i}",
+                    "",
+                    {},
+                    f"tool call id {call_id!r} is used twice in one turn; "
+                    "give each call its own id",
+                )
+            )
+            continue
         function = raw.get("function", raw)
         if not isinstance(function, dict):
             calls.append(ToolCall(call_id, "", {}, '"function" must be an object'))

@@ -106,6 +106,8 @@ def plan_jobs(
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 (or None for the whole split), got {limit}")
     tasks = [scenario.task(t) for t in task_ids] if task_ids else list(scenario.split(split))
     if not tasks:
         raise SimenvError(f"scenario {scenario.id!r} has no tasks in split {split!r}")

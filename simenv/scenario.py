@@ -58,7 +58,7 @@ class Outcome:
         final: The sandbox at the end of the episode (``None`` without a sandbox).
         messages: The whole conversation.
         steps: One record per turn.
-        termination: ``answer``, ``finish_tool`` or ``max_turns``.
+        termination: ``answer``, ``finish_tool``, ``max_turns`` or ``time_limit``.
         seed: The episode seed.
     """
 

@@ -167,8 +167,8 @@ class Episode:
         reward: Total reward (sum of per-turn rewards).
         reward_components: Named parts of the final reward, when the scenario gives them.
         evaluation: The scenario's external judgement of success (separate from the reward).
-        termination: Why it ended: ``answer``, ``finish_tool``, ``max_turns``, ``infra_error``,
-            or ``unfinished``.
+        termination: Why it ended: ``answer``, ``finish_tool``, ``max_turns``, ``time_limit``
+            (the runner's wall-clock limit), ``infra_error``, or ``unfinished``.
         valid: False when the environment failed (``InfraError``); the trainer drops these.
         error: The infrastructure error message when ``valid`` is False.
         episode_id: Deterministic id derived from scenario, task and seed.

@@ -114,6 +114,16 @@ def test_openai_dict_action() -> None:
     _check_consistent(parsed)
 
 
+def test_a_repeated_call_id_is_an_error_with_an_id_of_its_own() -> None:
+    call = {"id": "x", "function": {"name": "a", "arguments": "{}"}}
+    parsed = parse_action({"role": "assistant", "tool_calls": [call, call]})
+    first, second = parsed.tool_calls
+    assert (first.id, first.name, first.error) == ("x", "a", None)
+    assert second.id == "x_1" and second.error is not None
+    assert "'x' is used twice in one turn" in second.error
+    _check_consistent(parsed)
+
+
 def test_dict_without_tool_calls_parses_its_content_as_text() -> None:
     parsed = parse_action(
         {"role": "assistant", "content": "Hi " + format_tool_call("a", {}), "tool_calls": []}

@@ -48,6 +48,8 @@ def test_jobs_cover_tasks_times_samples_with_group_seeds() -> None:
     assert {j.seed for j in jobs if j.task_index == 2} == {102}  # one seed per group
     assert len({j.key for j in jobs}) == len(jobs)
     assert len(plan_jobs(scenario, split="eval", limit=50)) == 50
+    with pytest.raises(ValueError, match="limit must be at least 1"):
+        plan_jobs(scenario, split="eval", limit=0)
 
 
 def test_lockstep_batches_and_results_do_not_depend_on_batch_size() -> None:
