@@ -22,14 +22,11 @@ section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,36 +37,22 @@ from _report import machine, write_section
 from vcr.request import Request
 
 from simenv import tool
+from simenv.testing.http import JSONHandler
+from simenv.testing.http import serve as serve_json
 from simenv.tools.replay import replay_mode
 from simenv.tools.replay_http import SECRET_HEADERS, SECRET_PARAMS, HttpCassette
 
 BASE = "http://shop.bench.test"
 
 
-class _Items(BaseHTTPRequestHandler):
+class _Items(JSONHandler):
     def do_GET(self) -> None:
         item = self.path.rsplit("/", 1)[-1]
-        body = json.dumps({"id": item, "name": f"item {item}", "price": len(item) * 7}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.send_json(200, {"id": item, "name": f"item {item}", "price": len(item) * 7})
 
 
-@contextmanager
-def serve() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Items)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def serve() -> AbstractContextManager[str]:
+    return serve_json(_Items)
 
 
 def record(path: Path, size: int) -> None:

@@ -52,14 +52,10 @@ is Valencia." earns 1.0; naming the first flight's destination (Gothenburg) earn
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +63,8 @@ import numpy as np
 
 from simenv import Example, InfraError, Outcome, Scenario, Task, ToolError, tool
 from simenv.parsing import format_tool_call
+from simenv.testing.http import JSONHandler
+from simenv.testing.http import serve as serve_json
 from simenv.tools.replay_http import HttpCassette
 
 DATA = Path(__file__).parent / "data" / "knowledge_lookup"
@@ -120,10 +118,10 @@ def api_data() -> dict[str, Any]:
     return {"flights": flights, "gates": gates}
 
 
-class _Service(BaseHTTPRequestHandler):
+class _Service(JSONHandler):
     def do_GET(self) -> None:
         if self.headers.get("Authorization") != f"Bearer {API_KEY}":
-            return self._send(401, {"error": "missing or wrong bearer token"})
+            return self.send_json(401, {"error": "missing or wrong bearer token"})
         parts = self.path.split("?")[0].strip("/").split("/")
         data, found = api_data(), None
         if len(parts) == 2 and parts[0] == "flights":
@@ -133,32 +131,14 @@ class _Service(BaseHTTPRequestHandler):
             found = {"iata": parts[1], "city": city, "country": country}
         elif len(parts) == 4 and parts[0] == "airports" and parts[2] == "gates":
             found = data["gates"].get(f"{parts[1]}/{parts[3]}")
-        self._send(200, found) if found is not None else self._send(404, {"error": "not found"})
-
-    def _send(self, status: int, payload: Any) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        if found is None:
+            return self.send_json(404, {"error": "not found"})
+        return self.send_json(200, found)
 
 
-@contextmanager
-def serve() -> Iterator[str]:
+def serve() -> AbstractContextManager[str]:
     """Run the flight-status service on 127.0.0.1 (a free port); yields its URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Service)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    return serve_json(_Service)
 
 
 API = HttpCassette(DATA / "api.yaml", base_url=BASE_URL, live=serve)
