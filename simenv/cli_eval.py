@@ -108,6 +108,8 @@ def evaluate(
     ks = _ks(k)
     runs = split_runs(_read(run_file))
     summaries = {label: summarize(es, ks, seed=seed) for label, es in runs.items()}
+    for label, es in runs.items():
+        summaries[label].metrics.update(scenario_metrics(es))
     episodes: dict[str, Sequence[Episode]] = dict(runs)
     comparisons: dict[str, Comparison] = {}
     baseline: str | None = None
@@ -163,6 +165,32 @@ def evaluate(
     _print_tables(run_file, summaries, comparisons, baseline, per_task)
     if html_path is not None:
         out.print(f"report written to {escape(str(html_path))}")
+
+
+def scenario_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
+    """The scenarios' own metrics (``Scenario.metrics``) of a run, for each scenario in it.
+
+    A scenario that is not registered here (its file or entry point is not installed) is left
+    out with a note on stderr: the standard metrics do not need it.
+    """
+    from simenv.registration import load_scenario
+
+    by_scenario: dict[str, list[Episode]] = {}
+    for episode in episodes:
+        by_scenario.setdefault(episode.scenario_id, []).append(episode)
+    out: dict[str, float] = {}
+    for scenario_id, group in by_scenario.items():
+        try:
+            scenario = load_scenario(scenario_id)
+        except SimenvError:
+            err.print(
+                f"[dim]{escape(scenario_id)} is not registered: its own metrics are left out[/]"
+            )
+            continue
+        if scenario.metrics is not None:
+            prefix = f"{scenario_id}/" if len(by_scenario) > 1 else ""
+            out.update({prefix + k: float(v) for k, v in scenario.metrics(scenario, group).items()})
+    return out
 
 
 def _write(path: Path, text: str) -> None:

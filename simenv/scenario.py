@@ -24,7 +24,7 @@ import numpy as np
 from simenv.errors import ScenarioError
 from simenv.tools.base import Tool
 from simenv.tools.sandbox import Sandbox
-from simenv.types import Action, Message, Step, Task, ToolCall, ToolResult
+from simenv.types import Action, Episode, Message, Step, Task, ToolCall, ToolResult
 
 __all__ = ["ID_PATTERN", "Example", "Outcome", "Scenario", "parse_id"]
 
@@ -103,6 +103,7 @@ RewardFn = Callable[[Outcome], float | Mapping[str, float]]
 EvaluateFn = Callable[[Outcome], bool | float]
 OracleFn = Callable[[Task, Any], Sequence[Action]]
 PromptFn = Callable[[Task, Any], str]
+MetricsFn = Callable[["Scenario", Sequence[Episode]], Mapping[str, float]]
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,9 @@ class Scenario:
             shown to the agent; ``simenv check`` looks for their values in what it sees.
         doc: The spec (usually the module docstring: Description, Tools, Reward ...).
         examples: Worked examples, e.g. one golden and one failing transcript.
+        metrics: ``metrics(scenario, episodes) -> {name: number}``: the scenario's own metrics
+            of a run (e.g. per-field accuracy), shown by ``simenv eval`` beside the standard
+            ones; names are namespaced (``sop/field_accuracy``).
     """
 
     id: str
@@ -169,6 +173,7 @@ class Scenario:
     secret_keys: Sequence[str] = ("answer", "gold", "expected", "solution")
     doc: str = ""
     examples: Sequence[Example] = ()
+    metrics: MetricsFn | None = None
     _by_id: dict[str, Task] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -479,3 +479,19 @@ def test_returns_state_is_seeded() -> None:
             references.add((seed, json.loads(obs[1]["content"])["reference"]))
     assert len(references) == 2  # same seed, same reference; another seed, another one
     env.close()
+
+
+def test_simenv_eval_shows_the_sop_metrics(tmp_path: Path) -> None:
+    from simenv.cli import app
+
+    run_file = tmp_path / "run.jsonl"
+    argv = ["run", "sop/ClaimTriage-v1", "-p", "oracle", "-p", "null", "-n", "4"]
+    made = CliRunner().invoke(app, [*argv, "--out", str(run_file)])
+    assert made.exit_code == 0, made.output
+    result = CliRunner().invoke(app, ["eval", str(run_file), "--json"])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.stdout)["runs"]
+    assert runs["oracle"]["metrics"]["sop/task_success"] == 1.0
+    assert runs["oracle"]["metrics"]["sop/field_accuracy/decision"] == 1.0
+    assert runs["null"]["metrics"]["sop/task_success"] == 0.0
+    assert runs["null"]["metrics"]["sop/execution_completion"] == 0.0

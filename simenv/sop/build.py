@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from simenv.sop.grading import (
 from simenv.sop.toolspecs import ToolMap
 from simenv.tools.base import Tool
 from simenv.tools.sandbox import Sandbox
-from simenv.types import Task
+from simenv.types import Episode, Task
 
 _INJECT = "__sop_state__"
 
@@ -324,6 +324,13 @@ def _default_id(root: Path) -> str:
     return f"sop/{name or 'Procedure'}-v1"
 
 
+def _metrics(scenario: Scenario, episodes: Sequence[Episode]) -> dict[str, float]:
+    """``Scenario.metrics`` of SOP scenarios: :func:`simenv.sop.sop_metrics`."""
+    from simenv.sop.imports import sop_metrics  # deferred: that module imports this one
+
+    return {k: float(v) for k, v in sop_metrics(scenario, episodes).items()}
+
+
 def build_scenario(folder: SopFolder, scenario_id: str | None = None) -> Scenario:
     """The scenario of a checked folder (see :func:`load_sop`)."""
     scenario_id = scenario_id or folder.scenario_id or _default_id(folder.root)
@@ -364,6 +371,7 @@ def build_scenario(folder: SopFolder, scenario_id: str | None = None) -> Scenari
         finish_tools=(SUBMIT,) if folder.answer != "message" else (),
         random_state=bool(grading.writes),
         secret_keys=("expected",),
+        metrics=_metrics,
         doc=_doc(folder, scenario_id, len(tasks) - n_eval, n_eval),
         examples=(
             Example("golden: the oracle", first.id, 0, tuple(grading.oracle(first, None)), 1.0),
