@@ -124,6 +124,12 @@ def with_lora(
     return get_peft_model(model, config)
 
 
+def _parameters(function: Any) -> frozenset[str]:
+    import inspect
+
+    return frozenset(inspect.signature(function).parameters)
+
+
 def token_logprobs(
     model: Any,
     input_ids: torch.Tensor,
@@ -145,7 +151,12 @@ def token_logprobs(
     at the masked positions.
     """
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    # The output layer runs below on the needed positions only; logits_to_keep=1 stops the
+    # forward from also building the full [B, L, vocab] logits that nobody reads.
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in _parameters(inner.forward) else {}
+    out = model(
+        input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **keep
+    )
     hidden = out.hidden_states[-1]  # [B, L, H], after the final norm
     head = inner.get_output_embeddings()
     positions = loss_mask[:, 1:].nonzero(as_tuple=False)  # token t predicted from t-1
