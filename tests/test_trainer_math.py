@@ -9,7 +9,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from trainer.advantages import ESTIMATORS, dr_grpo, grpo, rloo  # noqa: E402
-from trainer.losses import LOSSES, cispo, importance_sampling, kl_k3, ppo  # noqa: E402
+from trainer.losses import (  # noqa: E402
+    LOSSES,
+    cispo,
+    importance_sampling,
+    kl_k3,
+    ppo,
+    sequence_weights,
+)
 
 
 def t(*values: float) -> torch.Tensor:
@@ -141,3 +148,44 @@ def test_kl_k3_by_hand() -> None:
     logp, ref = t(-1.0, -2.0), t(-1.0, -1.5)
     # delta = ref - logp = [0, 0.5]: exp(0.5) - 0.5 - 1
     assert kl_k3(logp, ref).tolist() == pytest.approx([0.0, math.exp(0.5) - 1.5])
+
+
+def test_sequence_weights_make_every_episode_count_once() -> None:
+    # episode 0: 2 tokens in one sample; episode 1: 6 tokens over two samples (4 + 2); mean 4
+    weights = sequence_weights([0, 1, 1], [2, 4, 2])
+    assert weights == pytest.approx([2.0, 2 / 3, 2 / 3])
+    assert sum(w * n for w, n in zip(weights, [2, 4, 2], strict=True)) == pytest.approx(8.0)
+    assert sequence_weights([5, 6], [3, 3]) == [1.0, 1.0]  # equal lengths: the token mean
+    assert sequence_weights([1], [0]) == [0.0]  # no generated token: nothing to weigh
+
+
+def test_sequence_weighted_loss_is_identical_for_1_2_4_micro_batches() -> None:
+    torch.manual_seed(1)
+    logp = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)
+    mask = (torch.rand(8, 5) > 0.4).double()
+    weights = sequence_weights([0, 0, 1, 2, 2, 2, 3, 4], mask.sum(1).tolist())
+    weighted = mask * torch.tensor(weights, dtype=torch.float64)[:, None]
+    adv = torch.randn(8, 1, dtype=torch.float64).expand(8, 5)
+    num_tokens = float(mask.sum())
+    totals = []
+    for chunks in (1, 2, 4):
+        total = 0.0
+        for idx in torch.arange(8).chunk(chunks):
+            loss, _ = LOSSES["importance_sampling"](
+                logp[idx], logp[idx].detach(), adv[idx], weighted[idx], num_tokens
+            )
+            total += loss.item()
+        totals.append(total)
+    assert totals[1] == pytest.approx(totals[0], abs=1e-12)
+    assert totals[2] == pytest.approx(totals[0], abs=1e-12)
+    # each episode's advantage counts once: with one token per episode on ratio 1 the loss is
+    # -(mean over episodes of A), here checked against the hand-computed episode means
+    by_episode: dict[int, list[float]] = {}
+    for row, e in enumerate([0, 0, 1, 2, 2, 2, 3, 4]):
+        if mask[row].sum() > 0:
+            by_episode.setdefault(e, []).append(float(adv[row, 0]) * float(mask[row].sum()))
+    lengths: dict[int, float] = {}
+    for row, e in enumerate([0, 0, 1, 2, 2, 2, 3, 4]):
+        lengths[e] = lengths.get(e, 0.0) + float(mask[row].sum())
+    expected = -sum(sum(v) / lengths[e] for e, v in by_episode.items()) / len(lengths)
+    assert totals[0] == pytest.approx(expected, abs=1e-12)

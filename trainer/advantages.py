@@ -61,8 +61,9 @@ def dr_grpo(rewards: torch.Tensor, group_ids: torch.Tensor) -> Advantages:
     """Dr. GRPO: ``A_i = r_i - mean_g``, no division by the group std.
 
     Dividing by the std up-weights groups that are almost solved or almost failed (tiny std);
-    Dr. GRPO drops it. Its other half, no per-sequence length normalisation, is how the losses
-    here always aggregate (a token mean over the whole batch).
+    Dr. GRPO drops it. Its other half, no per-sequence length normalisation, is the trainer's
+    ``aggregation="token"`` (a token mean over the whole batch); the default ``sequence``
+    weights each episode equally instead (see ``trainer.losses.sequence_weights``).
     """
     return grpo(rewards, group_ids, scale_by_std=False)
 

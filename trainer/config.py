@@ -32,7 +32,7 @@ class TrainConfig:
     """Episodes sampled per task (the GRPO group); they share one starting state."""
     batch_tasks: int = 8
     """Tasks per batch; a batch is batch_tasks x group_size episodes."""
-    steps: int = 40
+    steps: int = 80
     """RL batches to train on."""
     updates_per_batch: int = 1
     """Optimizer steps on each batch (more than 1 makes the policy drift from the sampler)."""
@@ -50,6 +50,9 @@ class TrainConfig:
     """Upper ratio bound for ppo."""
     cispo_high: float = 5.0
     """Upper bound of cispo's importance weight."""
+    aggregation: str = "sequence"
+    """Loss aggregation: token (mean over the batch's generated tokens) or sequence (mean over
+    episodes of each episode's token mean, so long failing episodes do not outweigh short ones)."""
     kl_coef: float = 0.0
     """Weight of the k3 KL to the base model (the adapter disabled); 0 turns it off."""
     tis_cap: float = 0.0
@@ -64,11 +67,11 @@ class TrainConfig:
     """Learning rate of the warm start."""
     sft_batch: int = 32
     """Turns per warm-start step."""
-    eval_every: int = 10
+    eval_every: int = 20
     """Evaluate on the eval split every this many RL steps (and before and after)."""
-    eval_samples: int = 2
+    eval_samples: int = 16
     """Samples per eval task for pass@k (k = 1 .. eval_samples)."""
-    checkpoint_every: int = 20
+    checkpoint_every: int = 50
     """Save adapter, optimizer, step and RNG state every this many steps."""
     out: str = "runs/train"
     """Output directory: checkpoints, metrics.jsonl, learning curve, episodes."""
@@ -84,6 +87,8 @@ class TrainConfig:
             raise ValueError(
                 f"advantage must be one of {sorted(ESTIMATORS)}, not {self.advantage!r}"
             )
+        if self.aggregation not in ("token", "sequence"):
+            raise ValueError(f"aggregation must be token or sequence, not {self.aggregation!r}")
         if self.group_size < 2:
             raise ValueError("group_size must be at least 2: advantages compare within a group")
         if self.weights and len(self.weights) != len(self.scenarios):

@@ -12,14 +12,16 @@ Inputs, all ``[B, L]`` (B sequences of L tokens, padded):
 
 Aggregation is ``sum(loss * mask) / num_tokens``: a token mean over the whole batch, so the
 loss and its gradient are the same whether the batch is processed at once or in micro-batches
-(each micro-batch divides by the same global count and the parts add up).
+(each micro-batch divides by the same global count and the parts add up). The trainer's
+``aggregation="sequence"`` (its default) keeps this form and puts :func:`sequence_weights` into
+the mask, so each episode counts once however many tokens it has.
 
 Every function returns ``(loss, stats)``; stats are detached floats for logging.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -31,8 +33,27 @@ __all__ = [
     "kl_k3",
     "masked_sum",
     "ppo",
+    "sequence_weights",
     "truncated_is_weight",
 ]
+
+
+def sequence_weights(episodes: Sequence[int], tokens: Sequence[float]) -> list[float]:
+    """Per-sample weights that make every episode count once: ``mean_len / len(episode)``.
+
+    ``episodes[i]`` is sample ``i``'s episode and ``tokens[i]`` its number of generated (masked)
+    tokens; an episode's length is the sum over its samples. Multiplying each sample's mask by
+    its weight turns the token mean into a mean over episodes of each episode's token mean,
+    scaled so that the weighted mask still sums to ``num_tokens``: the aggregation stays global,
+    so the loss is still the same for any micro-batch split.
+
+    Example: episodes of 2 and 6 tokens (mean 4) get weights 2 and 2/3; 2*2 + 6*2/3 = 8.
+    """
+    lengths: dict[int, float] = {}
+    for episode, n in zip(episodes, tokens, strict=True):
+        lengths[episode] = lengths.get(episode, 0.0) + float(n)
+    mean = sum(lengths.values()) / max(len(lengths), 1)
+    return [mean / lengths[e] if lengths[e] > 0 else 0.0 for e in episodes]
 
 
 def masked_sum(values: torch.Tensor, mask: torch.Tensor, num_tokens: float) -> torch.Tensor:

@@ -34,7 +34,7 @@ from simenv.runner import Job, run
 from simenv.types import Episode
 from trainer.advantages import ESTIMATORS
 from trainer.config import TrainConfig
-from trainer.losses import LOSSES, kl_k3, masked_sum, truncated_is_weight
+from trainer.losses import LOSSES, kl_k3, masked_sum, sequence_weights, truncated_is_weight
 from trainer.models import CHAT_TEMPLATE, build_tiny, describe, load, token_logprobs, with_lora
 from trainer.samples import Sample, collate, episode_samples
 
@@ -148,6 +148,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Success rate and pass@k on every eval task, ``eval_samples`` samples each, fixed seeds."""
     metrics: dict[str, float] = {}
+    trained_seed = policy.seed
+    policy.reseed(cfg.seed)  # the same sampling draws at every evaluation: paired comparisons
     for s in scenarios:
         tasks = s.split("eval")
         jobs = [
@@ -167,6 +169,7 @@ def evaluate(
             metrics[f"{prefix}pass@{k}"] = sum(pass_at_k(n, c, k) for c in wins.values()) / len(
                 tasks
             )
+    policy.reseed(trained_seed)
     return metrics
 
 
@@ -188,9 +191,10 @@ def rollout_batch(
             continue
         tasks = rng.sample(list(s.split("train")), count)
         base = len(episodes) // cfg.group_size
+        seeds = [rng.randrange(2**31) for _ in tasks]  # one per task: a group shares its state
         jobs = [
-            Job(t.id, rng.randrange(2**31), base + i, g, tag=f"step{step}")
-            for i, t in enumerate(tasks)
+            Job(t.id, seed, base + i, g, tag=f"step{step}")
+            for i, (t, seed) in enumerate(zip(tasks, seeds, strict=True))
             for g in range(cfg.group_size)
         ]
         episodes += run(s, policy, jobs, batch_size=len(jobs))
@@ -213,6 +217,15 @@ def policy_update(
         for i in range(0, len(samples), cfg.micro_batch)
     ]
     num_tokens = sum(b.num_tokens for b in batches)
+    if cfg.aggregation == "sequence":
+        weights = sequence_weights(
+            [s.episode for s in samples], [sum(s.loss_mask) for s in samples]
+        )
+        for i, b in enumerate(batches):
+            w = torch.tensor(
+                weights[i * cfg.micro_batch : (i + 1) * cfg.micro_batch], device=device
+            )
+            b.loss_mask = b.loss_mask * w[:, None].to(b.loss_mask.dtype)
     old = []
     for b in batches:  # the trainer's own logprobs before the update, for the TIS correction
         if cfg.tis_cap > 0:
