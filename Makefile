@@ -1,7 +1,7 @@
 # The two commands of the README, and their parts. Each target creates .venv itself.
-#   make demo   the main job on a bundled scenario, nothing to configure
+#   make train  the main job: a short RL training run of the tiny model (docs/training.md)
 #   make test   lint, types, import contracts and the test suite (what CI runs)
-#   make train  a short RL training run of the tiny model (preview; see docs/training.md)
+#   make demo   a quick rollout of a bundled scenario with scripted policies
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -23,8 +23,10 @@ demo: $(STAMP)
 	$(BIN)/simenv run support/Refunds-v1 --split eval \
 		--policy oracle --policy null --policy random --out runs/demo.jsonl
 
-# A short RL run of the tiny model (warm start, then GRPO + PPO on LoRA), CPU, a few minutes.
+# The main job: a short RL run of the tiny model (warm start, then GRPO + PPO on LoRA), CPU,
+# about 5 minutes; held-out evaluation before and after, learning curve, MLflow run.
 train: $(STAMP)
+	rm -rf runs/train
 	$(BIN)/simenv train --out runs/train
 
 lint: $(STAMP)

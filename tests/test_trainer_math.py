@@ -189,3 +189,16 @@ def test_sequence_weighted_loss_is_identical_for_1_2_4_micro_batches() -> None:
         lengths[e] = lengths.get(e, 0.0) + float(mask[row].sum())
     expected = -sum(sum(v) / lengths[e] for e, v in by_episode.items()) / len(lengths)
     assert totals[0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_learning_rate_schedules() -> None:
+    from trainer.config import TrainConfig
+    from trainer.train import learning_rate
+
+    linear = TrainConfig(steps=4, lr=1.0)
+    assert linear.lr_schedule == "linear"
+    assert [learning_rate(linear, s) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    constant = TrainConfig(steps=4, lr=1.0, lr_schedule="constant")
+    assert [learning_rate(constant, s) for s in range(4)] == [1.0] * 4
+    with pytest.raises(ValueError, match="lr_schedule must be constant or linear"):
+        TrainConfig(lr_schedule="cosine")

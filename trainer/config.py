@@ -40,6 +40,8 @@ class TrainConfig:
     """Sequences per forward/backward pass; the loss does not depend on it."""
     lr: float = 2e-3
     """Learning rate of the RL phase (AdamW)."""
+    lr_schedule: str = "linear"
+    """RL learning-rate schedule: constant, or linear (decays from lr to 0 over the steps)."""
     lora_rank: int = 16
     """LoRA rank; 0 trains every weight instead."""
     lora_alpha: int = 32
@@ -87,6 +89,8 @@ class TrainConfig:
             raise ValueError(
                 f"advantage must be one of {sorted(ESTIMATORS)}, not {self.advantage!r}"
             )
+        if self.lr_schedule not in ("constant", "linear"):
+            raise ValueError(f"lr_schedule must be constant or linear, not {self.lr_schedule!r}")
         if self.aggregation not in ("token", "sequence"):
             raise ValueError(f"aggregation must be token or sequence, not {self.aggregation!r}")
         if self.group_size < 2:

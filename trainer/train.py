@@ -282,6 +282,13 @@ def policy_update(
     return stats
 
 
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The RL learning rate at ``step``: ``lr``, or ``lr * (1 - step / steps)`` when linear."""
+    if cfg.lr_schedule == "linear":
+        return cfg.lr * (1.0 - step / cfg.steps)
+    return cfg.lr
+
+
 # ----------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, model: Any, optimizer: Any, step: int) -> None:
     """Adapter (or weights), optimizer, step and every RNG state."""
@@ -380,6 +387,8 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             # exactly the steps an uninterrupted one would have taken.
             rng = random.Random(cfg.seed * 1_000_003 + step)
             sampler.reseed(cfg.seed * 7919 + step)
+            for group in optimizer.param_groups:  # a function of the step: resumes exactly
+                group["lr"] = learning_rate(cfg, step)
             episodes = rollout_batch(sampler, scenarios, cfg, rng, step)
             valid = [e for e in episodes if e.valid]
             rewards = torch.tensor([e.reward for e in valid])
