@@ -407,9 +407,10 @@ def test_domain_folders_are_what_the_generators_write() -> None:
     import importlib
 
     from scenarios.sop_domains import DOMAINS, folder
+    from scenarios.sop_domains.common import Domain
 
     for scenario_id, module in DOMAINS.items():
-        files = importlib.import_module(module).domain().files()
+        files = Domain.of(importlib.import_module(module)).files()
         for name, text in files.items():
             assert (folder(scenario_id) / name).read_text() == text, (scenario_id, name)
 

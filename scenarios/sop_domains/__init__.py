@@ -19,7 +19,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from scenarios.sop_domains.common import DATA
+from scenarios.sop_domains.common import DATA, Domain
 
 DOMAINS: dict[str, str] = {
     "sop/ClaimTriage-v1": "scenarios.sop_domains.claims",
@@ -43,4 +43,4 @@ def scenarios() -> list[Any]:
 
 def generate() -> list[Path]:
     """(Re)write every domain's folder from its generator."""
-    return [importlib.import_module(m).domain().write() for m in DOMAINS.values()]
+    return [Domain.of(importlib.import_module(m)).write() for m in DOMAINS.values()]

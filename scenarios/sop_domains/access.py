@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from scenarios.sop_domains.common import Domain, spec, split_of
+from scenarios.sop_domains.common import spec, split_of
 
 NAME = "access_requests"
 SCENARIO_ID = "sop/AccessRequests-v1"
@@ -214,17 +214,3 @@ def make_rows(n: int = N_TASKS, seed: int = SEED) -> list[dict[str, Any]]:
         }  # fmt: skip
         rows.append({**r, **decide(r)})
     return rows
-
-
-def domain(n: int = N_TASKS, seed: int = SEED) -> Domain:
-    """The whole folder's content."""
-    return Domain(
-        name=NAME,
-        sop=SOP,
-        toolspecs=TOOLSPECS,
-        mapping=MAPPING,
-        input_columns=INPUTS,
-        output_columns=OUTPUTS,
-        columns=(*INPUTS, *TOOL_COLUMNS, "split", *OUTPUTS),
-        rows=make_rows(n, seed),
-    )

@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sop"
@@ -62,6 +63,23 @@ class Domain:
             "test_set_with_outputs.csv": table.getvalue(),
             "simenv.yaml": self.mapping.strip() + "\n",
         }
+
+    @classmethod
+    def of(cls, module: ModuleType, n: int | None = None, seed: int | None = None) -> Domain:
+        """The folder a domain module describes (``NAME``, ``SOP``, ``TOOLSPECS``, ``MAPPING``,
+        ``INPUTS``, ``TOOL_COLUMNS``, ``OUTPUTS``, optional ``WRITES`` (the expected-write
+        columns), ``make_rows``, ``N_TASKS`` and ``SEED``)."""
+        m = module
+        return cls(
+            name=m.NAME,
+            sop=m.SOP,
+            toolspecs=m.TOOLSPECS,
+            mapping=m.MAPPING,
+            input_columns=m.INPUTS,
+            output_columns=m.OUTPUTS,
+            columns=(*m.INPUTS, *m.TOOL_COLUMNS, "split", *m.OUTPUTS, *getattr(m, "WRITES", ())),
+            rows=m.make_rows(m.N_TASKS if n is None else n, m.SEED if seed is None else seed),
+        )
 
     def write(self, root: Path | None = None) -> Path:
         """Write the folder (``scenarios/data/sop/<name>`` by default) and return it."""

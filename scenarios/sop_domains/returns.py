@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from scenarios.sop_domains.common import Domain, spec, split_of
+from scenarios.sop_domains.common import spec, split_of
 
 NAME = "returns_authorisation"
 SCENARIO_ID = "sop/ReturnsAuth-v1"
@@ -210,17 +210,3 @@ def make_rows(n: int = N_TASKS, seed: int = SEED) -> list[dict[str, Any]]:
         }  # fmt: skip
         rows.append({**r, **decide(r)})
     return rows
-
-
-def domain(n: int = N_TASKS, seed: int = SEED) -> Domain:
-    """The whole folder's content."""
-    return Domain(
-        name=NAME,
-        sop=SOP,
-        toolspecs=TOOLSPECS,
-        mapping=MAPPING,
-        input_columns=INPUTS,
-        output_columns=OUTPUTS,
-        columns=(*INPUTS, *TOOL_COLUMNS, "split", *OUTPUTS, *WRITES),
-        rows=make_rows(n, seed),
-    )
