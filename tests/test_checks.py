@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,29 @@ def test_sound_scenario_passes_every_check() -> None:
     assert {r.check for r in report.results} == set(CHECKS)
     assert report["replay"].status == "skip"
     assert report["examples"].status == "warn"  # the sound scenario has no worked examples
+
+
+class SlowVault(Vault):
+    """A vault whose reset takes 20 ms, like a sandbox that starts a container."""
+
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        time.sleep(0.02)
+        super().setup(rng, task)
+
+
+def test_fast_mode_stops_slow_checks_at_its_budget_and_says_so() -> None:
+    from simenv.checks import CheckOptions, check_determinism, check_robustness
+
+    slow = sound(sandbox=SlowVault, tools=[balance, deposit])
+    options = dataclasses.replace(CheckOptions.for_mode(fast=True), budget_s=0.3)
+    fuzzed = check_robustness(slow, options)
+    assert fuzzed.status == "pass" and "stopped at the 0.3 s budget of --fast" in fuzzed.message
+    assert 200 <= fuzzed.details["steps"] < options.fuzz_steps
+    replayed = check_determinism(slow, options)
+    assert replayed.status == "pass" and "budget of --fast" in replayed.message
+    assert replayed.message.startswith("2 tasks x 2 seeds")  # the minimum still runs
+    full = check_robustness(sound(), CheckOptions.for_mode(fast=True))  # quick: no early stop
+    assert "budget" not in full.message and full.details["steps"] >= 1_000
 
 
 def failing(scenario_or_env: Any, name: str) -> simenv.checks.CheckResult:

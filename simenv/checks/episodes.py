@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ __all__ = [
 ]
 
 
+FAST_BUDGET_S = 10.0
+"""With ``--fast``, the determinism and robustness checks stop adding work after this long."""
+
+
 @dataclass(frozen=True)
 class CheckOptions:
     """How hard the checks work.
@@ -39,6 +44,10 @@ class CheckOptions:
         fuzz_steps: Random and malformed actions sent by the robustness check.
         seed: Base seed, so a failing run can be repeated exactly.
         env_class: The environment class checked (a ``MultiTurnEnv`` subclass for custom envs).
+        budget_s: Seconds after which the determinism and robustness checks stop adding work
+            (after a minimum), and say so; ``None`` (full mode) never stops early. With
+            ``--fast`` it keeps a quick pass quick on scenarios with slow resets (a container
+            per episode).
     """
 
     fast: bool = False
@@ -47,6 +56,17 @@ class CheckOptions:
     fuzz_steps: int = 5_000
     seed: int = 0
     env_class: type[MultiTurnEnv] = field(default=MultiTurnEnv)
+    budget_s: float | None = None
+
+    def over_budget(self, started: float, done: int, minimum: int) -> bool:
+        """Whether a check should stop adding work now.
+
+        ``started`` is when it began (``time.perf_counter()``), ``done`` the units of work it
+        has done; the first ``minimum`` units always run.
+        """
+        if self.budget_s is None or done < minimum:
+            return False
+        return time.perf_counter() - started > self.budget_s
 
     @classmethod
     def for_mode(
@@ -54,7 +74,7 @@ class CheckOptions:
     ) -> CheckOptions:
         """The defaults of ``--fast`` or of a full run."""
         if fast:
-            return cls(True, 8, 2, 1_000, seed, env_class)
+            return cls(True, 8, 2, 1_000, seed, env_class, budget_s=FAST_BUDGET_S)
         return cls(False, None, 3, 5_000, seed, env_class)
 
 
