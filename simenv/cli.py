@@ -91,13 +91,18 @@ def main_options(
 def list_scenarios() -> None:
     """List the registered scenarios."""
     table = Table(title="registered scenarios")
-    table.add_column("id", no_wrap=True)
-    for column in ("tools", "train", "eval", "max turns", "summary", "source"):
-        table.add_column(column)
     try:
         specs = [simenv.spec(scenario_id) for scenario_id in simenv.registry()]
     except SimenvError as exc:
         raise _fail(str(exc)) from None
+    widest = max((len(spec.id) for spec in specs), default=2)
+    table.add_column("id", no_wrap=True, min_width=widest)
+    for column in ("tools", "train", "eval", "max turns"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    # one line per scenario: the summary is cut to what the terminal leaves, not wrapped
+    room = out.width - widest - len("toolstrainevalmax turns") - 24 - 3 * 7 - 1
+    table.add_column("summary", no_wrap=True, overflow="ellipsis", max_width=max(12, min(70, room)))
+    table.add_column("source", no_wrap=True, overflow="ellipsis", max_width=24)
     for spec in specs:
         s = spec.scenario
         table.add_row(
