@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import tempfile
 import time
@@ -300,6 +301,27 @@ def test_resources_catches_files_left_behind() -> None:
     finally:
         for path in Path(tempfile.gettempdir()).glob("simenv-test-leak-*"):
             path.unlink()
+
+
+OPENED: list[Any] = []
+
+
+class KeepsFilesOpen(Vault):
+    """Deliberately broken: every episode opens a file that nothing ever closes."""
+
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        super().setup(rng, task)
+        OPENED.append(open(os.devnull))  # noqa: SIM115 - the leak is the point
+
+
+def test_resources_catches_descriptors_that_grow_with_the_episodes() -> None:
+    try:
+        result = failing(sound(sandbox=KeepsFilesOpen), "resources")
+        assert "more open file descriptors after" in result.message
+        assert "close files and connections in close()" in result.message
+    finally:
+        while OPENED:
+            OPENED.pop().close()
 
 
 HELD: set[str] = set()
