@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from scenarios.support_desk import FIRST, LAST  # the same customer names
 from simenv import Example, Outcome, Scenario, Task
 from simenv.parsing import format_tool_call
 from simenv.tools.sqlite import SQLiteSandbox, is_ordered, run_sql, same_result
@@ -88,14 +89,6 @@ PRODUCTS = {
              "Yo-Yo", "Marble Run"),
 }  # fmt: skip
 CATEGORIES = tuple(PRODUCTS)
-FIRST = (
-    "Ana", "Ben", "Chloe", "Dev", "Elif", "Femi", "Grace", "Hiro", "Ines", "Jonas", "Kai",
-    "Lena", "Marta", "Noor", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq", "Uma", "Vik",
-)  # fmt: skip
-LAST = (
-    "Alvarez", "Brown", "Chen", "Dubois", "Evans", "Fischer", "Garcia", "Haddad", "Ito",
-    "Jensen", "Kowalski", "Lopez", "Mensah", "Novak", "Okafor", "Patel", "Rossi", "Silva",
-)  # fmt: skip
 N_CUSTOMERS, N_ORDERS, INACTIVE_SHARE = 150, 1200, 0.15
 TASK_SEED, EVAL_SHARE = 0, 0.25
 NUMBER_TOLERANCE = 0.01

@@ -1,7 +1,8 @@
-"""Fixtures shared by the core tests: the Shelf scenario, its environment, a private registry."""
+"""Shared fixtures: the Shelf scenario, its environment, a private registry, the Docker image."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,3 +40,20 @@ def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for env_id in set(gymnasium.registry) - before:
         del gymnasium.registry[env_id]
+
+
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    """simenv's Docker base image (built once, then cached by the engine).
+
+    Skips without an engine or image, and fails instead when ``SIMENV_REQUIRE_DOCKER=1`` (CI).
+    """
+    from simenv.errors import InfraError
+    from simenv.tools.docker import build_base_image
+
+    try:
+        return build_base_image()
+    except InfraError as exc:
+        if os.environ.get("SIMENV_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"SIMENV_REQUIRE_DOCKER=1 but the base image is missing: {exc}")
+        pytest.skip(f"the base image is missing and cannot be built here: {exc}")

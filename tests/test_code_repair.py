@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +28,6 @@ from scenarios.code_repair import (
     outcome_of,
     reference,
 )
-from simenv import InfraError
 from simenv.parsing import format_tool_call
 
 SECTIONS = (
@@ -128,18 +126,6 @@ def test_the_oracle_writes_the_reference() -> None:
 
 
 # ----------------------------------------------------------------------------- in containers
-@pytest.fixture(scope="module")
-def base_image() -> str:
-    from simenv.tools.docker import build_base_image
-
-    try:
-        return build_base_image()
-    except InfraError as exc:
-        if os.environ.get("SIMENV_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"SIMENV_REQUIRE_DOCKER=1 but the base image is missing: {exc}")
-        pytest.skip(f"the base image is missing and cannot be built here: {exc}")
-
-
 def _play(task_id: str, solution: str | None, seed: int = 0) -> simenv.Episode:
     env = simenv.make(SCENARIO)
     actions = []

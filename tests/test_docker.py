@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import socket
 import tarfile
 import time
@@ -25,23 +24,12 @@ import pytest
 import simenv
 from simenv import InfraError, Outcome, Scenario, Task, ToolError, tool
 from simenv.parsing import format_tool_call
-from simenv.tools.docker import BASE_IMAGE, DockerSandbox, build_base_image, reap
+from simenv.tools.docker import BASE_IMAGE, DockerSandbox, reap
 from simenv.tools.docker_pool import MANAGED_LABEL, docker_client, live_containers, run_id
 
 pytestmark = [pytest.mark.simenv_docker, pytest.mark.usefixtures("base_image")]
 
 TASK = Task("t0", "Go.")
-
-
-@pytest.fixture(scope="module")
-def base_image() -> str:
-    """simenv's base image (built once, then cached by the engine)."""
-    try:
-        return build_base_image()
-    except InfraError as exc:
-        if os.environ.get("SIMENV_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"SIMENV_REQUIRE_DOCKER=1 but the base image is missing: {exc}")
-        pytest.skip(f"the base image is missing and cannot be built here: {exc}")
 
 
 class Box(DockerSandbox):

@@ -9,6 +9,7 @@ Any local Hugging Face causal-LM directory loads the same way through ``from_pre
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -124,12 +125,6 @@ def with_lora(
     return get_peft_model(model, config)
 
 
-def _parameters(function: Any) -> frozenset[str]:
-    import inspect
-
-    return frozenset(inspect.signature(function).parameters)
-
-
 def token_logprobs(
     model: Any,
     input_ids: torch.Tensor,
@@ -153,7 +148,8 @@ def token_logprobs(
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     # The output layer runs below on the needed positions only; logits_to_keep=1 stops the
     # forward from also building the full [B, L, vocab] logits that nobody reads.
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in _parameters(inner.forward) else {}
+    takes = inspect.signature(inner.forward).parameters
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in takes else {}
     out = model(
         input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **keep
     )

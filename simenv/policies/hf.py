@@ -249,8 +249,10 @@ class HF:
         ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, W]: pads do not shift positions
-        extra = {"logits_to_keep": 1} if _keeps_logits(self.model) else {}
-        cache_name = _cache_argument(self.model)
+        takes = _forward_parameters(self.model)
+        extra = {"logits_to_keep": 1} if "logits_to_keep" in takes else {}  # last position only
+        # transformers 5 names the key/value cache `cache` (`past_key_values` is deprecated)
+        cache_name = "cache" if "cache" in takes else "past_key_values"
         out: list[tuple[list[int], list[float]]] = [([], []) for _ in prompts]
         running = list(range(len(prompts)))
         past = None
@@ -323,17 +325,7 @@ def _stop_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     return frozenset(ids)
 
 
-def _cache_argument(model: Any) -> str:
-    """The name of the key/value cache in ``model.forward`` and its output.
-
-    ``cache`` in transformers 5.x (where ``past_key_values`` is deprecated), else
-    ``past_key_values``.
-    """
+def _forward_parameters(model: Any) -> frozenset[str]:
+    """The parameter names of ``model.forward`` (of the base model under a PEFT wrapper)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
-def _keeps_logits(model: Any) -> bool:
-    """Whether ``model.forward`` takes ``logits_to_keep`` (logits of the last position only)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
+    return frozenset(inspect.signature(base.forward).parameters)

@@ -48,9 +48,8 @@ class Oracle:
                     try:
                         plan = list(env.scenario.oracle(env.task, start))
                     finally:
-                        close = getattr(start, "close", None)
-                        if callable(close):
-                            close()
+                        if start is not None:
+                            start.close()
                 conv.memo["oracle_plan"] = plan
             turn = conv.turn
             actions.append(plan[turn] if turn < len(plan) else FINAL_ANSWER)
