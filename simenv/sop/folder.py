@@ -131,11 +131,53 @@ def read_folder(path: str | Path) -> SopFolder:
     root = Path(path)
     if not root.is_dir():
         raise ScenarioError(f"{root}: not a folder; give the folder that holds sop.txt")
-    sop_path = root / "sop.txt"
-    if not sop_path.is_file() or not sop_path.read_text(encoding="utf-8-sig").strip():
-        raise ScenarioError(f"{sop_path}: file missing or empty; write the procedure there")
-    sop = sop_path.read_text(encoding="utf-8-sig").strip()
+    sop = _read_sop(root / "sop.txt")
     where = root / MAPPING_FILE
+    mapping = _read_mapping(where)
+    metadata = _read_json(
+        root / "metadata.json",
+        'write {"input_columns": [...], "output_columns": [...]} naming CSV columns',
+    )
+    specs = _tool_specs(root / "toolspecs.json")
+    table = _tasks_file(root, mapping, where)
+    columns, rows, lines = _read_csv(table)
+    inputs, outputs = _io_columns(metadata, columns, root / "metadata.json", table)
+    tool_entries = _tool_entries(mapping, specs, where)
+    tools = tuple(
+        _map_tool(name, tool_entries[name], specs[name], columns, where, table) for name in specs
+    )
+    hidden = {t.expect for t in tools if t.expect}
+    shown = sorted(hidden & (set(inputs) | {c for t in tools for c in t.returns.values()}))
+    if shown:
+        raise ScenarioError(f"{where}: expected-write columns {shown} would be shown to the agent")
+    return SopFolder(
+        root=root,
+        sop=sop,
+        tools=tools,
+        columns=columns,
+        rows=tuple(rows),
+        tasks_file=table.name,
+        input_columns=inputs,
+        output_columns=outputs,
+        answer=_answer_mode(mapping.get("answer", "either"), where),
+        task_ids=_task_ids(mapping, columns, rows, lines, table, where),
+        splits=_splits(mapping, columns, rows, lines, table, where),
+        expected_writes=_expected_writes(tools, rows, lines, table),
+        output_help=_output_help(mapping.get("outputs"), outputs, where),
+        scenario_id=str(mapping["id"]) if mapping.get("id") else None,
+        max_turns=_max_turns(mapping.get("max_turns"), len(tools), where),
+    )
+
+
+def _read_sop(sop_path: Path) -> str:
+    text = sop_path.read_text(encoding="utf-8-sig").strip() if sop_path.is_file() else ""
+    if not text:
+        raise ScenarioError(f"{sop_path}: file missing or empty; write the procedure there")
+    return text
+
+
+def _read_mapping(where: Path) -> dict[str, Any]:
+    """``simenv.yaml``: a mapping with known settings only."""
     if not where.is_file():
         raise ScenarioError(
             f"{where}: file missing; it maps each tool to its key and returned columns, e.g.\n"
@@ -152,14 +194,13 @@ def read_folder(path: str | Path) -> SopFolder:
         raise ScenarioError(
             f"{where}: unknown settings {unknown}; allowed: {sorted(_MAPPING_KEYS)}"
         )
-    metadata = _read_json(
-        root / "metadata.json",
-        'write {"input_columns": [...], "output_columns": [...]} naming CSV columns',
-    )
-    specs = _tool_specs(root / "toolspecs.json")
-    table = _tasks_file(root, mapping, where)
-    columns, rows, lines = _read_csv(table)
-    meta_path = root / "metadata.json"
+    return mapping
+
+
+def _io_columns(
+    metadata: Any, columns: tuple[str, ...], meta_path: Path, table: Path
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The input and output columns named by ``metadata.json``, checked against the CSV."""
     cols: dict[str, tuple[str, ...]] = {}
     for key in ("input_columns", "output_columns"):
         value = metadata.get(key) if isinstance(metadata, dict) else None
@@ -175,30 +216,35 @@ def read_folder(path: str | Path) -> SopFolder:
     both = sorted(set(cols["input_columns"]) & set(cols["output_columns"]))
     if both:
         raise ScenarioError(f"{meta_path}: {both} are both inputs and outputs; the gold would show")
-    tool_entries = mapping.get("tools")
-    if not isinstance(tool_entries, dict) or not tool_entries:
+    return cols["input_columns"], cols["output_columns"]
+
+
+def _tool_entries(
+    mapping: Mapping[str, Any], specs: Mapping[str, Any], where: Path
+) -> dict[str, Any]:
+    """The ``tools:`` section, which must name exactly the tools of ``toolspecs.json``."""
+    entries = mapping.get("tools")
+    if not isinstance(entries, dict) or not entries:
         raise ScenarioError(f"{where}: no tools: section; e.g.\n{_SKELETON}")
-    for name in tool_entries:
+    for name in entries:
         if name not in specs:
             raise ScenarioError(
                 f"{where}: tool {name!r} is not in toolspecs.json (tools there: "
                 f"{', '.join(specs)}); fix the name or add its spec"
             )
     for name in specs:
-        if name not in tool_entries:
+        if name not in entries:
             raise ScenarioError(
                 f"{where}: tool {name!r} from toolspecs.json has no mapping; add it under tools: "
                 "with its keys and returns, or remove its spec"
             )
-    tools = tuple(
-        _map_tool(name, tool_entries[name], specs[name], columns, where, table) for name in specs
-    )
-    hidden = {t.expect for t in tools if t.expect}
-    shown = sorted(
-        hidden & (set(cols["input_columns"]) | {c for t in tools for c in t.returns.values()})
-    )
-    if shown:
-        raise ScenarioError(f"{where}: expected-write columns {shown} would be shown to the agent")
+    return entries
+
+
+def _expected_writes(
+    tools: tuple[ToolMap, ...], rows: list[dict[str, str]], lines: list[int], table: Path
+) -> tuple[dict[str, dict[str, Any] | None], ...]:
+    """Per row, write tool -> its expected arguments; every row must fill every key column."""
     expected: list[dict[str, dict[str, Any] | None]] = []
     for row, line in zip(rows, lines, strict=True):
         for t in tools:
@@ -211,23 +257,7 @@ def read_folder(path: str | Path) -> SopFolder:
         expected.append(
             {t.name: _expected_write(t, row[t.expect], table, line) for t in tools if t.expect}
         )
-    return SopFolder(
-        root=root,
-        sop=sop,
-        tools=tools,
-        columns=columns,
-        rows=tuple(rows),
-        tasks_file=table.name,
-        input_columns=cols["input_columns"],
-        output_columns=cols["output_columns"],
-        answer=_answer_mode(mapping.get("answer", "either"), where),
-        task_ids=_task_ids(mapping, columns, rows, lines, table, where),
-        splits=_splits(mapping, columns, rows, lines, table, where),
-        expected_writes=tuple(expected),
-        output_help=_output_help(mapping.get("outputs"), cols["output_columns"], where),
-        scenario_id=str(mapping["id"]) if mapping.get("id") else None,
-        max_turns=_max_turns(mapping.get("max_turns"), len(tools), where),
-    )
+    return tuple(expected)
 
 
 def _answer_mode(value: Any, where: Path) -> Literal["submit", "message", "either"]:

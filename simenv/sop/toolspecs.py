@@ -138,40 +138,13 @@ def _map_tool(
             f"{here}: a write tool needs expect: COLUMN, the CSV column holding the expected "
             "call's arguments as JSON (empty when the tool must not be called)"
         )
-    schema = json.loads(json.dumps(spec["parameters"]))
-    properties = schema.setdefault("properties", {})
-    for arg in [*keys, *inputs]:
-        if arg not in properties:
-            raise ScenarioError(
-                f"{here}: argument {arg!r} is not in its inputSchema in toolspecs.json "
-                f"(arguments: {sorted(properties)}); fix the name in {where.name}"
-            )
-    for what, cols in (("keys", keys), ("returns", returns), ("inputs", inputs)):
-        for col in cols.values():
-            if col not in columns:
-                raise ScenarioError(
-                    f"{here}: {what} names column {col!r}, which is not in {table.name} "
-                    f"(columns: {', '.join(columns)}); fix {where.name} or add the column"
-                )
+    _check_columns(here, {"keys": keys, "returns": returns, "inputs": inputs}, columns, table)
     if expect and expect not in columns:
         raise ScenarioError(
             f"{here}: expect names column {expect!r}, which is not in {table.name}; fix "
             f"{where.name} or add the column"
         )
-    required = list(schema.get("required") or [])
-    schema["required"] = required + [k for k in keys if k not in required]
-    if effect == "read":
-        unmapped = [a for a in schema["required"] if a not in keys and a not in inputs]
-        if unmapped:
-            raise ScenarioError(
-                f"{here}: required arguments {unmapped} are neither keys nor inputs; map each "
-                f"to a CSV column under inputs: in {where.name}"
-            )
-    schema.setdefault("additionalProperties", False)
-    for arg, prop in properties.items():
-        if isinstance(prop, dict) and not str(prop.get("description") or "").strip():
-            col = keys.get(arg) or inputs.get(arg) or arg
-            prop["description"] = f"The {col.replace('_', ' ')}."
+    schema = _tool_schema(here, spec, keys, inputs, effect == "read", where)
     not_found = str(entry.get("not_found") or "404 Not Found: no record matches {args}.")
     return ToolMap(
         name=name,
@@ -184,6 +157,53 @@ def _map_tool(
         expect=str(expect) if expect else None,
         not_found=not_found,
     )
+
+
+def _check_columns(
+    here: str, maps: dict[str, dict[str, str]], columns: tuple[str, ...], table: Path
+) -> None:
+    """Every column a tool's keys, returns and inputs name must be in the CSV."""
+    for what, cols in maps.items():
+        for col in cols.values():
+            if col not in columns:
+                raise ScenarioError(
+                    f"{here}: {what} names column {col!r}, which is not in {table.name} "
+                    f"(columns: {', '.join(columns)}); fix simenv.yaml or add the column"
+                )
+
+
+def _tool_schema(
+    here: str,
+    spec: dict[str, Any],
+    keys: dict[str, str],
+    inputs: dict[str, str],
+    lookup: bool,
+    where: Path,
+) -> dict[str, Any]:
+    """The tool's JSON schema: the spec's, with its keys required and every argument described."""
+    schema: dict[str, Any] = json.loads(json.dumps(spec["parameters"]))
+    properties = schema.setdefault("properties", {})
+    for arg in [*keys, *inputs]:
+        if arg not in properties:
+            raise ScenarioError(
+                f"{here}: argument {arg!r} is not in its inputSchema in toolspecs.json "
+                f"(arguments: {sorted(properties)}); fix the name in {where.name}"
+            )
+    required = list(schema.get("required") or [])
+    schema["required"] = required + [k for k in keys if k not in required]
+    if lookup:
+        unmapped = [a for a in schema["required"] if a not in keys and a not in inputs]
+        if unmapped:
+            raise ScenarioError(
+                f"{here}: required arguments {unmapped} are neither keys nor inputs; map each "
+                f"to a CSV column under inputs: in {where.name}"
+            )
+    schema.setdefault("additionalProperties", False)
+    for arg, prop in properties.items():
+        if isinstance(prop, dict) and not str(prop.get("description") or "").strip():
+            col = keys.get(arg) or inputs.get(arg) or arg
+            prop["description"] = f"The {col.replace('_', ' ')}."
+    return schema
 
 
 def _expected_write(tool: ToolMap, cell: str, table: Path, line: int) -> dict[str, Any] | None:
