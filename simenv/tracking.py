@@ -81,6 +81,8 @@ class MLflowLogger:
             directory ...); default :func:`default_tracking_uri`.
         params: Logged once at the start (values are JSON-encoded and cut to 500 characters).
         tags: Run tags.
+        run_id: Continue this existing run instead of starting one (``params`` and ``tags``
+            are then not logged again).
 
     Raises:
         ImportError: MLflow is not installed (``pip install 'simenv[mlflow]'``).
@@ -93,17 +95,21 @@ class MLflowLogger:
         tracking_uri: str | None = None,
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.mlflow: Any = importlib.import_module("mlflow")
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.mlflow.set_tracking_uri(self.tracking_uri)
         self.experiment_id: str = self._experiment(experiment)
-        self.run = self.mlflow.start_run(
-            run_name=run_name, experiment_id=self.experiment_id, tags=dict(tags or {})
-        )
+        if run_id is not None:  # continue that run (a resumed job); its params are already set
+            self.run = self.mlflow.start_run(run_id=run_id)
+        else:
+            self.run = self.mlflow.start_run(
+                run_name=run_name, experiment_id=self.experiment_id, tags=dict(tags or {})
+            )
         self.run_id: str = self.run.info.run_id
         self.traces = 0
-        if params:
+        if params and run_id is None:
             self.log_params(params)
 
     def _experiment(self, name: str) -> str:

@@ -73,11 +73,34 @@ def train(
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
 
+    from trainer.train import checkpoint_step, find_checkpoint
+
+    checkpoint = find_checkpoint(Path(cfg.out) / "checkpoint")
+    if checkpoint is not None and not (Path(cfg.out) / "base").exists():
+        checkpoint = None  # killed before its first checkpoint: the run starts over
+    if checkpoint is not None:
+        step = checkpoint_step(checkpoint) + 1
+        out.print(f"resuming {cfg.out} at step {step} (delete the folder to start over)")
+
     tracker: Any = None
     try:  # MLflow when it is installed (the `mlflow` extra)
         from simenv.tracking import MLflowLogger
 
-        tracker = MLflowLogger(run_name=f"train {cfg.out}", params=cfg.to_dict())
+        # A run resumed from its checkpoint keeps logging to the MLflow run it started.
+        run_file = Path(cfg.out) / "mlflow_run_id"
+        resumed = run_file.exists() and checkpoint is not None
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tracker = MLflowLogger(
+                run_name=f"train {cfg.out}",
+                params=cfg.to_dict(),
+                run_id=run_file.read_text().strip() if resumed else None,
+            )
+        except MlflowException:  # that run is not in this tracking store: start a new one
+            tracker = MLflowLogger(run_name=f"train {cfg.out}", params=cfg.to_dict())
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        run_file.write_text(tracker.run_id)
     except ImportError:
         pass
 

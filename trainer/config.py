@@ -114,7 +114,7 @@ class TrainConfig:
         out: dict[str, str] = {}
         for node, after in itertools.pairwise(body):
             if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr):
-                out[node.target.id] = str(after.value.value)  # type: ignore[attr-defined]
+                out[node.target.id] = str(after.value.value)  # type: ignore[attr-defined,union-attr]
         return out
 
     @classmethod

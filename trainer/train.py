@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -291,9 +292,17 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 # ----------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, model: Any, optimizer: Any, step: int) -> None:
-    """Adapter (or weights), optimizer, step and every RNG state."""
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path / "adapter")
+    """Adapter (or weights), optimizer, step and every RNG state, replaced all at once.
+
+    Written into ``PATH.tmp`` first and swapped in by renames, so a kill at any moment leaves
+    either the previous complete checkpoint or the new one (at ``PATH`` or, between the two
+    renames, ``PATH.old``), never a mixture: :func:`find_checkpoint` picks it up.
+    """
+    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp / "adapter")
+    (tmp / "step").write_text(str(step))
     torch.save(
         {
             "optimizer": optimizer.state_dict(),
@@ -304,8 +313,30 @@ def save_checkpoint(path: Path, model: Any, optimizer: Any, step: int) -> None:
                 "python": random.getstate(),
             },
         },
-        path / "state.pt",
+        tmp / "state.pt",
     )
+    if (path / "state.pt").exists():
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(path: Path) -> Path | None:
+    """The complete checkpoint at ``path``, or the one a kill mid-swap left at ``PATH.old``."""
+    for candidate in (path, path.with_name(path.name + ".old")):
+        if (candidate / "state.pt").exists():
+            return candidate
+    return None
+
+
+def checkpoint_step(path: Path) -> int:
+    """The last step a checkpoint holds (read without loading the optimizer state)."""
+    if (path / "step").exists():
+        return int((path / "step").read_text())
+    return int(torch.load(path / "state.pt", weights_only=False)["step"])  # older checkpoints
 
 
 def load_checkpoint(path: Path, model: Any, optimizer: Any) -> int:
@@ -313,7 +344,11 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any) -> int:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    set_peft_model_state_dict(model, load_file(str(path / "adapter" / "adapter_model.safetensors")))
+    adapter = path / "adapter" / "adapter_model.safetensors"
+    if adapter.exists():
+        set_peft_model_state_dict(model, load_file(str(adapter)))
+    else:  # no LoRA: every weight was trained (a tied output layer is saved once)
+        model.load_state_dict(load_file(str(path / "adapter" / "model.safetensors")), strict=False)
     state = torch.load(path / "state.pt", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -322,14 +357,46 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any) -> int:
     return int(state["step"]) + 1
 
 
+def read_metrics(path: Path, last_step: int | None) -> list[dict[str, Any]]:
+    """The rows of ``metrics.jsonl`` a resumed run keeps, rewritten in place.
+
+    ``last_step`` is the checkpoint's step: the rows up to and including that RL step's are
+    kept; those a killed run wrote after it (it will play those steps again) are dropped, and
+    so is a half-written last line. ``None`` (a fresh run) empties the file.
+    """
+    rows: list[dict[str, Any]] = []
+    if last_step is not None and path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut short by the kill; nothing after it was written
+        ends = [i for i, r in enumerate(rows) if "episode/reward" in r and r["step"] == last_step]
+        rows = rows[: ends[-1] + 1] if ends else []
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def _evaluation_at(rows: list[dict[str, Any]], step: int) -> dict[str, float] | None:
+    """The held-out evaluation a run recorded at ``step`` (-2: before the warm start; -1: RL)."""
+    for row in rows:
+        if row["step"] == step and any(k.startswith("eval/") for k in row):
+            return {k: v for k, v in row.items() if k != "step"}
+    return None
+
+
 # ----------------------------------------------------------------------------- the run
 def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     """Run the whole job; returns before/after evaluation and where things were written."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    base_dir = out / "base"
+    checkpoint = find_checkpoint(out / "checkpoint") if base_dir.exists() else None
+    resuming = checkpoint is not None
+    last_step = checkpoint_step(checkpoint) if checkpoint else None
+    history = read_metrics(out / "metrics.jsonl", last_step)
     metrics_file = (out / "metrics.jsonl").open("a")
-    history: list[dict[str, Any]] = []
 
     def record(values: dict[str, float], step: int) -> None:
         row = {"step": step, **values}
@@ -348,8 +415,6 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             else ("cpu" if cfg.device == "auto" else cfg.device)
         )
         scenarios = [simenv.load_scenario(s) for s in cfg.scenarios]
-        base_dir = out / "base"
-        resuming = (out / "checkpoint" / "state.pt").exists() and base_dir.exists()
         if resuming:
             model, tokenizer = load(base_dir, device=device)
         else:
@@ -375,10 +440,16 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             model = with_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
             sampler.model = model
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-        start = load_checkpoint(out / "checkpoint", model, optimizer) if resuming else 0
+        start = load_checkpoint(checkpoint, model, optimizer) if checkpoint else 0
         result["model"] = describe(model)
-        result["before"] = evaluate(sampler, scenarios, cfg)
-        record(result["before"], start - 1)
+        before = _evaluation_at(history, -1) if resuming else None
+        if before is None:
+            before = evaluate(sampler, scenarios, cfg)
+            record(before, -1)
+        result["before"] = before
+        warm = _evaluation_at(history, -2) if resuming else None
+        if warm is not None:
+            result["before_warm_start"] = warm
         pad = int(tokenizer.pad_token_id)
         estimator = ESTIMATORS[cfg.advantage]
         for step in range(start, cfg.steps):
