@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/replay.py --write
 	$(BIN)/python bench/docker_pool.py --write
 	$(BIN)/python bench/rollout.py --write
+	$(BIN)/python bench/server_step.py --write
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

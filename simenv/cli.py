@@ -7,6 +7,7 @@ Errors print one readable line to stderr and exit with code 2; a failed check ex
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -322,6 +323,55 @@ def check(
         sys.stdout.write(json.dumps([r.to_dict() for r in reports], indent=2, default=str) + "\n")
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    scenario_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="Scenario ids or files to serve (default: every registered one)."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; anything but 127.0.0.1 exposes it.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: a free one).")] = 8000,
+    max_envs: Annotated[
+        int, typer.Option(min=1, help="Environments live at once; 429 beyond.")
+    ] = 64,
+    idle_timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds without a request before an env is closed.")
+    ] = 600.0,
+    oracle: Annotated[
+        bool,
+        typer.Option(
+            "--oracle",
+            help="Also serve the gold turns (/envs/ID/oracle) for Oracle rollouts; never where "
+            "an agent under training can reach the server.",
+        ),
+    ] = False,
+) -> None:
+    """Serve scenarios over HTTP for agents running elsewhere (docs/server.md); Ctrl-C stops it."""
+    from simenv.server import RolloutServer
+    from simenv.server import serve as run_server
+
+    def ready(server: RolloutServer) -> None:
+        served = sorted(server.app.envs.scenarios)
+        out.print(f"simenv rollout server on {server.url} (Ctrl-C stops it)", soft_wrap=True)
+        out.print(f"scenarios served: {', '.join(served)}", soft_wrap=True)
+        sys.stdout.flush()
+
+    ids = [_scenario(scenario_id).id for scenario_id in scenario_ids or ()] or None
+    # Ctrl-C and SIGTERM (a process manager, `docker stop`) both stop it cleanly, even where
+    # the parent shell started it with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        run_server(ids, host, port, max_envs, idle_timeout, oracle, on_ready=ready)
+    except SimenvError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise _fail(f"cannot listen on {host}:{port}: {exc}") from None
+    out.print("stopped; every environment was closed")
 
 
 # Commands from their own modules: eval/view (cli_eval), import sop (cli_sop),

@@ -308,6 +308,33 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
             raise ResetNeeded("no episode yet; call reset() first")
         return self._build_sandbox(self._task, np.random.Generator(np.random.PCG64(self._seed)))
 
+    def gold_turns(self) -> list[Action]:
+        """The scenario's oracle turns for this episode, planned from its starting state.
+
+        Before the first step the live state is the starting state; after it, the starting
+        state is rebuilt from the seed (and closed again), so the plan never sees the agent's
+        changes.
+
+        Raises:
+            ResetNeeded: No episode yet.
+            ScenarioError: The scenario has no oracle.
+        """
+        if self._task is None:
+            raise ResetNeeded("no episode yet; call reset() first")
+        plan = self.scenario.oracle
+        if plan is None:
+            raise ScenarioError(
+                f"scenario {self.scenario.id!r} has no oracle; give Scenario(oracle=...)"
+            )
+        if not self._steps:
+            return list(plan(self._task, self._sandbox))
+        start = self.initial_state()
+        try:
+            return list(plan(self._task, start))
+        finally:
+            if start is not None:
+                start.close()
+
     def outcome(self) -> Outcome:
         """The current episode as the reward and evaluation see it."""
         if self._task is None:

@@ -52,11 +52,7 @@ class EnvWorker:
     def oracle(self, slot: int) -> list[Action]:
         """The scenario's gold turns for the slot's episode (computed beside its state)."""
         handle, _ = self.slots[slot]
-        base = handle.unwrapped
-        if base.scenario.oracle is None:
-            raise InfraError(f"scenario {base.scenario.id!r} has no oracle")
-        start = base.state if not base._steps else base.initial_state()
-        return list(base.scenario.oracle(base.task, start))
+        return list(handle.unwrapped.gold_turns())
 
     def finish(self, slot: int, policy: dict[str, Any], deadline_hit: bool) -> Episode:
         """End the slot's episode and free the slot."""

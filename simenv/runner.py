@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import gymnasium as gym
 
@@ -30,7 +30,33 @@ from simenv.scenario import Scenario
 from simenv.store import EpisodeStore
 from simenv.types import Action, Episode, Message
 
-__all__ = ["EnvPool", "Job", "LocalPool", "StepResult", "plan_jobs", "rollout", "run"]
+__all__ = [
+    "EnvPool",
+    "HostedEnv",
+    "Job",
+    "LocalPool",
+    "StepResult",
+    "plan_jobs",
+    "rollout",
+    "run",
+]
+
+
+@runtime_checkable
+class HostedEnv(Protocol):
+    """An environment that lives elsewhere, e.g. :class:`simenv.server.RemoteEnv`.
+
+    It cannot hand a policy its task or state, so it records its own episodes and computes the
+    oracle's gold turns where it lives.
+    """
+
+    def episode(self, policy: dict[str, Any] | None = None) -> Episode:
+        """The record of the current episode, with ``policy`` stored in it."""
+        ...
+
+    def oracle(self) -> list[Action]:
+        """The scenario's gold turns for the current episode."""
+        ...
 
 
 def rollout(
@@ -43,17 +69,21 @@ def rollout(
     """Play one episode and return its record.
 
     Args:
-        env: An environment from :func:`simenv.make` (or a bare ``MultiTurnEnv``).
+        env: An environment from :func:`simenv.make` (or a bare ``MultiTurnEnv``), or one that
+            lives elsewhere (a :class:`HostedEnv` such as :class:`simenv.server.RemoteEnv`).
         policy: Anything with ``act(conversations) -> actions``.
         seed: The episode seed (``None``: drawn from the environment's generator).
         task_id: Run this task (``None``: the seed picks one).
     """
     base = env.unwrapped
-    if not isinstance(base, MultiTurnEnv):
+    if not isinstance(base, MultiTurnEnv | HostedEnv):
         raise SimenvError(f"rollout() needs a simenv environment, got {type(base).__name__}")
     options: dict[str, Any] | None = {"task_id": task_id} if task_id is not None else None
     observation, info = env.reset(seed=seed, options=options)
-    conversation = Conversation(messages=list(observation), info=info, env=base)
+    if isinstance(base, MultiTurnEnv):
+        conversation = Conversation(messages=list(observation), info=info, env=base)
+    else:
+        conversation = Conversation(list(observation), info, None, oracle=base.oracle)
     while True:
         action = policy.act([conversation])[0]
         observation, _, terminated, truncated, _ = env.step(action)

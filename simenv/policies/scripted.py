@@ -36,20 +36,7 @@ class Oracle:
                 env = conv.env
                 if env is None or env.task is None:
                     raise ScenarioError("the oracle policy needs Conversation.env after reset()")
-                if env.scenario.oracle is None:
-                    raise ScenarioError(
-                        f"scenario {env.scenario.id!r} has no oracle; give Scenario(oracle=...)"
-                    )
-                # Before the first turn the live state is the starting state; later, rebuild it.
-                if conv.turn == 0:
-                    plan = list(env.scenario.oracle(env.task, env.state))
-                else:
-                    start = env.initial_state()
-                    try:
-                        plan = list(env.scenario.oracle(env.task, start))
-                    finally:
-                        if start is not None:
-                            start.close()
+                plan = env.gold_turns()
                 conv.memo["oracle_plan"] = plan
             turn = conv.turn
             actions.append(plan[turn] if turn < len(plan) else FINAL_ANSWER)

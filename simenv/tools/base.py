@@ -29,7 +29,15 @@ from typing_extensions import TypedDict
 
 from simenv.errors import ScenarioError, ToolArgumentError
 
-__all__ = ["Effect", "Injectable", "Tool", "format_result", "parse_docstring", "tool"]
+__all__ = [
+    "Effect",
+    "Injectable",
+    "Tool",
+    "format_result",
+    "json_default",
+    "parse_docstring",
+    "tool",
+]
 
 Effect = Literal["read", "write"]
 
@@ -98,7 +106,12 @@ def _strip_titles(schema: Any) -> Any:
     return schema
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps``'s ``default``: numpy scalars and arrays, sets, models, dataclasses, else str.
+
+    Shared by tool results and the HTTP rollout server, so that a value any tool or ``info``
+    dict may hold (a numpy integer, a set) is encoded the same way everywhere.
+    """
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -112,7 +125,7 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-_ENCODE_RESULT = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
+_ENCODE_RESULT = json.JSONEncoder(ensure_ascii=False, default=json_default).encode
 _ENCODE_ARGUMENTS = json.JSONEncoder(ensure_ascii=False).encode
 # Argument types checked in plain Python before falling back to pydantic (which then also
 # writes the error message): JSON type -> the exact Python types accepted.

@@ -1,0 +1,27 @@
+"""The HTTP rollout server and its client: agents that run elsewhere plug in over HTTP.
+
+``simenv serve`` (or :func:`serve`) puts registered scenarios behind a small JSON API;
+:class:`RemoteEnv` is the adapter that turns one served environment back into a Gymnasium env,
+so :func:`simenv.rollout` and every policy work on it as on a local one. Standard library only.
+
+=======  ========================  =====================================================
+method   path                      what it does
+=======  ========================  =====================================================
+GET      /health                   ``{"ok": true, "simenv": VERSION}``
+GET      /scenarios                the served scenarios: tools, max_turns, split sizes
+POST     /envs                     create an environment of a served scenario
+POST     /envs/ENV_ID/reset        ``reset(seed=..., options=...)``
+POST     /envs/ENV_ID/step         ``step(action)``
+GET      /envs/ENV_ID/episode      the episode record (the JSON of a JSONL line)
+GET      /envs/ENV_ID/oracle       the scenario's gold turns for the current episode
+DELETE   /envs/ENV_ID              close it (its sandbox, database or container)
+=======  ========================  =====================================================
+
+:mod:`simenv.server.app` holds the server (errors, threading, idle reaping), and
+:mod:`simenv.server.client` the client; docs/server.md has examples and the security notes.
+"""
+
+from simenv.server.app import RolloutServer, make_server, serve
+from simenv.server.client import RemoteEnv
+
+__all__ = ["RemoteEnv", "RolloutServer", "make_server", "serve"]

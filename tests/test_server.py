@@ -1,0 +1,505 @@
+"""The HTTP rollout server and RemoteEnv, against a real server on 127.0.0.1 (port 0)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.client import HTTPConnection
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import gymnasium
+import numpy as np
+import pytest
+from helpers import call, comparable
+
+import simenv
+from simenv import InfraError, Outcome, Sandbox, Scenario, Task, registration, tool
+from simenv.errors import RegistrationError, ResetNeeded, ScenarioError
+from simenv.policies import Oracle, Random, Scripted
+from simenv.policies.base import Policy
+from simenv.server import RemoteEnv, RolloutServer, make_server
+from simenv.server.app import MAX_BODY_BYTES
+
+REFUNDS, ANALYST = "support/Refunds-v1", "sql/Analyst-v1"
+PROBE_ID = "test/ServerProbe-v1"
+
+
+# ----------------------------------------------------------------------------- a probe scenario
+class Probe(Sandbox):
+    """Records every close; its ``ping`` tool tells which sandbox answered."""
+
+    closed: ClassVar[set[int]] = set()
+    _tokens: ClassVar[itertools.count[int]] = itertools.count()
+
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        if task.id == "infra":
+            raise InfraError("the probe's backend is down; start it")
+        if task.id == "bug":
+            raise RuntimeError("a bug in the probe's setup")
+        self.token = next(Probe._tokens)
+
+    def close(self) -> None:
+        Probe.closed.add(self.token)
+
+
+@tool
+def ping(probe: Probe) -> int:
+    """Say which sandbox answers."""
+    return probe.token
+
+
+def _zero(o: Outcome) -> float:
+    return 0.0
+
+
+PROBE = Scenario(
+    id=PROBE_ID,
+    system_prompt="Ping.",
+    tools=[ping],
+    tasks=[Task("ok", "Ping it."), Task("infra", "Ping it."), Task("bug", "Ping it.")],
+    sandbox=Probe,
+    reward=_zero,
+    evaluate=_zero,
+    max_turns=100,
+)
+
+
+# ----------------------------------------------------------------------------- fixtures
+@contextmanager
+def running(server: RolloutServer) -> Iterator[RolloutServer]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """PROBE registered for this test only (the bundled scenarios stay registered)."""
+    simenv.registry()  # load the entry points before copying the registry
+    monkeypatch.setattr(registration, "_specs", dict(registration._specs))
+    before = set(gymnasium.registry)
+    simenv.register(PROBE)
+    yield PROBE_ID
+    for env_id in set(gymnasium.registry) - before:
+        del gymnasium.registry[env_id]
+
+
+@pytest.fixture
+def server(probe: str) -> Iterator[RolloutServer]:
+    with running(
+        make_server([REFUNDS, ANALYST, probe], port=0, max_envs=16, oracle=True)
+    ) as started:
+        yield started
+
+
+def request(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One request on its own connection; the status and the decoded JSON answer."""
+    parts = urlsplit(url)
+    connection = HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    try:
+        data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
+        connection.request(method, path, body=data)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def create(url: str, scenario_id: str) -> str:
+    status, answer = request(url, "POST", "/envs", {"scenario": scenario_id})
+    assert status == 201, answer
+    return str(answer["env_id"])
+
+
+def error(answer: Any) -> str:
+    assert set(answer) == {"error"} and set(answer["error"]) == {"type", "message"}, answer
+    return str(answer["error"]["message"])
+
+
+# ----------------------------------------------------------------------------- same as local
+CASES = [
+    (REFUNDS, Oracle, range(6)),
+    (REFUNDS, lambda: Random(seed=1), range(6)),
+    (ANALYST, Oracle, range(4)),
+    (ANALYST, lambda: Random(seed=2), range(4)),
+]
+
+
+@pytest.mark.parametrize(
+    ("scenario_id", "policy", "seeds"),
+    CASES,
+    ids=["refunds-oracle", "refunds-random", "analyst-oracle", "analyst-random"],
+)
+def test_remote_rollouts_equal_local_ones(
+    server: RolloutServer, scenario_id: str, policy: Any, seeds: range
+) -> None:
+    local_env = simenv.make(scenario_id)
+    with RemoteEnv(server.url, scenario_id) as remote_env:
+        for seed in seeds:
+            chosen: Policy = policy()
+            local = simenv.rollout(local_env, chosen, seed=seed)
+            remote = simenv.rollout(remote_env, policy(), seed=seed)
+            assert comparable(remote) == comparable(local)
+            assert (remote.reward, remote.evaluation, remote.termination) == (
+                local.reward,
+                local.evaluation,
+                local.termination,
+            )
+    local_env.close()
+
+
+def test_each_step_returns_what_a_local_step_returns(server: RolloutServer) -> None:
+    local_env = simenv.make(REFUNDS)
+    local_env.reset(seed=4)
+    base = local_env.unwrapped
+    assert isinstance(base, simenv.MultiTurnEnv) and base.scenario.oracle is not None
+    actions = [*base.scenario.oracle(base.task, base.state), "All done."]
+    with RemoteEnv(server.url, REFUNDS) as remote_env:
+        assert remote_env.reset(seed=4) == local_env.reset(seed=4)
+        for action in actions:
+            remote = remote_env.step(action)
+            assert remote == local_env.step(action)
+            if remote[2] or remote[3]:
+                break
+        assert remote[2] and remote[1] == 1.0
+    local_env.close()
+
+
+def test_a_scripted_policy_plays_over_http(server: RolloutServer) -> None:
+    script = Scripted([call("ping"), call("ping"), "pong"])
+    with RemoteEnv(server.url, PROBE_ID) as env:
+        episode = simenv.rollout(env, script, seed=0, task_id="ok")
+    assert episode.turns == 3 and episode.termination == "answer"
+    assert episode.policy == {"name": "scripted", "turns": 3}
+
+
+def test_the_oracle_endpoint_gives_the_gold_turns_before_and_after_a_step(
+    server: RolloutServer,
+) -> None:
+    local_env = simenv.make(REFUNDS)
+    local_env.reset(seed=5)
+    base = local_env.unwrapped
+    assert isinstance(base, simenv.MultiTurnEnv) and base.scenario.oracle is not None
+    gold = list(base.scenario.oracle(base.task, base.state))
+    local_env.close()
+    with RemoteEnv(server.url, REFUNDS) as env:
+        env.reset(seed=5)
+        assert env.oracle() == gold
+        env.step(gold[0])
+        assert env.oracle() == gold  # rebuilt from the seed once the state may have moved
+
+
+def test_the_oracle_endpoint_is_off_unless_asked_for() -> None:
+    with running(make_server([REFUNDS], port=0)) as server:
+        env_id = create(server.url, REFUNDS)
+        request(server.url, "POST", f"/envs/{env_id}/reset", {"seed": 5})
+        status, answer = request(server.url, "GET", f"/envs/{env_id}/oracle")
+        assert status == 403 and answer["error"]["type"] == "OracleDisabled"
+        assert "--oracle" in answer["error"]["message"]
+        with RemoteEnv(server.url, REFUNDS) as env:
+            env.reset(seed=5)
+            with pytest.raises(InfraError, match="gold turns"):
+                simenv.rollout(env, Oracle(), seed=5)
+
+
+# ----------------------------------------------------------------------------- errors
+def test_a_malformed_tool_call_is_an_http_200_tool_message(server: RolloutServer) -> None:
+    env_id = create(server.url, REFUNDS)
+    request(server.url, "POST", f"/envs/{env_id}/reset", {"seed": 1})
+    status, answer = request(
+        server.url, "POST", f"/envs/{env_id}/step", {"action": "<tool_call>{not json}</tool_call>"}
+    )
+    assert status == 200
+    assistant, tool_message = answer["observation"]
+    assert assistant["role"] == "assistant" and tool_message["role"] == "tool"
+    assert tool_message["content"].startswith("Error:") and "JSON" in tool_message["content"]
+    assert answer["terminated"] is False and answer["reward"] == 0.0
+    request(server.url, "DELETE", f"/envs/{env_id}")
+
+
+def test_a_malformed_json_body_is_a_400_that_says_so(server: RolloutServer) -> None:
+    env_id = create(server.url, REFUNDS)
+    status, answer = request(server.url, "POST", f"/envs/{env_id}/step", b'{"action": ')
+    assert status == 400 and "not valid JSON" in error(answer)
+    status, answer = request(server.url, "POST", "/envs", b"[1, 2]")
+    assert status == 400 and "JSON object" in error(answer)
+    request(server.url, "DELETE", f"/envs/{env_id}")
+
+
+def test_a_missing_or_mistyped_field_is_a_400_that_names_it(server: RolloutServer) -> None:
+    status, answer = request(server.url, "POST", "/envs", {"scenaro": REFUNDS})
+    assert status == 400 and "'scenario'" in error(answer)
+    env_id = create(server.url, REFUNDS)
+    status, answer = request(server.url, "POST", f"/envs/{env_id}/step", {})
+    assert status == 400 and "'action'" in error(answer)
+    status, answer = request(server.url, "POST", f"/envs/{env_id}/step", {"action": 3})
+    assert status == 400 and "'action'" in error(answer)
+    status, answer = request(server.url, "POST", f"/envs/{env_id}/reset", {"seed": "7"})
+    assert status == 400 and "'seed'" in error(answer)
+    status, answer = request(server.url, "POST", f"/envs/{env_id}/reset", {"seed": True})
+    assert status == 400 and "'seed'" in error(answer)
+    status, answer = request(server.url, "POST", f"/envs/{env_id}/reset", {"options": [1]})
+    assert status == 400 and "'options'" in error(answer)
+    request(server.url, "DELETE", f"/envs/{env_id}")
+
+
+def test_a_bad_seed_or_task_is_a_scenario_error_as_locally(server: RolloutServer) -> None:
+    with RemoteEnv(server.url, REFUNDS) as env:
+        with pytest.raises(ScenarioError, match="no task 'nope'"):
+            env.reset(seed=1, options={"task_id": "nope"})
+        with pytest.raises(ScenarioError, match="non-negative"):
+            env.reset(seed=-1)
+
+
+def test_an_unknown_scenario_is_a_404_listing_the_served_ids(server: RolloutServer) -> None:
+    status, answer = request(server.url, "POST", "/envs", {"scenario": "nope/Nothing-v1"})
+    assert status == 404
+    assert all(i in error(answer) for i in (REFUNDS, ANALYST, PROBE_ID))
+    with pytest.raises(RegistrationError, match=re.escape(REFUNDS)):
+        RemoteEnv(server.url, "nope/Nothing-v1")
+
+
+def test_an_unknown_env_or_path_is_a_404(server: RolloutServer) -> None:
+    status, answer = request(server.url, "POST", "/envs/0123abcd/step", {"action": "hi"})
+    assert status == 404 and "0123abcd" in error(answer) and "POST /envs" in error(answer)
+    status, answer = request(server.url, "GET", "/nothing")
+    assert status == 404 and "/health" in error(answer)
+
+
+def test_a_wrong_method_is_a_405_naming_the_right_one(server: RolloutServer) -> None:
+    status, answer = request(server.url, "GET", "/envs/0123abcd/step")
+    assert status == 405 and "use POST" in error(answer)
+    status, answer = request(server.url, "PUT", "/health", {})
+    assert status == 405 and "use GET" in error(answer)
+
+
+def test_a_body_over_the_limit_is_a_413(server: RolloutServer) -> None:
+    env_id = create(server.url, REFUNDS)
+    body = json.dumps({"action": "x" * MAX_BODY_BYTES}).encode()
+    status, answer = request(server.url, "POST", f"/envs/{env_id}/step", body)
+    assert status == 413 and str(MAX_BODY_BYTES) in error(answer)
+    request(server.url, "DELETE", f"/envs/{env_id}")
+
+
+def test_step_before_reset_or_after_the_end_raises_reset_needed(server: RolloutServer) -> None:
+    with RemoteEnv(server.url, REFUNDS) as env:
+        with pytest.raises(ResetNeeded, match="reset"):
+            env.step("hello")
+        env.reset(seed=0)
+        assert env.step("I can't help.")[2] is True
+        with pytest.raises(ResetNeeded):
+            env.step("hello again")
+        status, answer = request(server.url, "POST", f"/envs/{env.env_id}/step", {"action": "x"})
+        assert status == 409 and error(answer)
+
+
+def test_infra_errors_and_bugs_are_500s_and_the_server_goes_on(server: RolloutServer) -> None:
+    with RemoteEnv(server.url, PROBE_ID) as env:
+        with pytest.raises(InfraError, match="backend is down"):
+            env.reset(seed=0, options={"task_id": "infra"})
+        with pytest.raises(InfraError, match="RuntimeError: a bug in the probe's setup"):
+            env.reset(seed=0, options={"task_id": "bug"})
+        env.reset(seed=0, options={"task_id": "ok"})
+        assert env.step(call("ping"))[0][1]["role"] == "tool"
+    assert request(server.url, "GET", "/health") == (200, {"ok": True, "simenv": "0.1.0"})
+
+
+def test_an_unreachable_server_is_an_infra_error() -> None:
+    stopped = make_server([REFUNDS], port=0)  # bound, then closed: nothing listens there
+    url = stopped.url
+    stopped.server_close()
+    with pytest.raises(InfraError, match="cannot reach the simenv server"):
+        RemoteEnv(url, REFUNDS)
+
+
+# ----------------------------------------------------------------------------- the env table
+def test_the_max_envs_cap_is_a_429_until_one_is_deleted(probe: str) -> None:
+    with running(make_server([probe], port=0, max_envs=2)) as server:
+        first, second = RemoteEnv(server.url, probe), RemoteEnv(server.url, probe)
+        status, answer = request(server.url, "POST", "/envs", {"scenario": probe})
+        assert status == 429 and "max_envs=2" in error(answer) and "DELETE" in error(answer)
+        with pytest.raises(InfraError, match="max_envs"):
+            RemoteEnv(server.url, probe)
+        first.close()
+        with RemoteEnv(server.url, probe) as third:
+            third.reset(seed=0, options={"task_id": "ok"})
+        second.close()
+
+
+def test_delete_closes_the_env_and_its_sandbox(server: RolloutServer) -> None:
+    env = RemoteEnv(server.url, PROBE_ID)
+    env.reset(seed=0, options={"task_id": "ok"})
+    token = json.loads(env.step(call("ping"))[0][1]["content"])
+    assert token not in Probe.closed
+    env.close()
+    assert token in Probe.closed
+    status, answer = request(server.url, "POST", f"/envs/{env.env_id}/reset", {})
+    assert status == 404 and "was deleted" in error(answer)
+    env.close()  # twice is fine
+
+
+def test_idle_envs_are_reaped_on_the_next_request(server: RolloutServer) -> None:
+    now = [1000.0]
+    server.app.envs.clock = lambda: now[0]
+    idle, recent = RemoteEnv(server.url, PROBE_ID), RemoteEnv(server.url, PROBE_ID)
+    idle.reset(seed=0, options={"task_id": "ok"})
+    token = json.loads(idle.step(call("ping"))[0][1]["content"])
+    now[0] += server.app.envs.idle_timeout_s / 2
+    recent.reset(seed=0, options={"task_id": "ok"})
+    now[0] += server.app.envs.idle_timeout_s / 2 + 1
+    assert request(server.url, "GET", "/health")[0] == 200  # any request reaps
+    assert token in Probe.closed and len(server.app.envs) == 1
+    with pytest.raises(InfraError, match="without a request"):
+        idle.step(call("ping"))
+    recent.step(call("ping"))  # still live
+    idle.close()
+    recent.close()
+
+
+def test_closing_the_server_closes_every_env(probe: str) -> None:
+    with running(make_server([probe], port=0)) as server:
+        env = RemoteEnv(server.url, probe)
+        env.reset(seed=0, options={"task_id": "ok"})
+        token = json.loads(env.step(call("ping"))[0][1]["content"])
+    assert token in Probe.closed
+    env.close()  # the server is gone: closing still succeeds
+
+
+def test_a_dropped_keep_alive_connection_is_reopened_once(server: RolloutServer) -> None:
+    with RemoteEnv(server.url, PROBE_ID) as env:
+        env.reset(seed=0, options={"task_id": "ok"})
+        first = env._connection
+        for connection in list(server._connections):  # the server ends every kept-alive one
+            connection.shutdown(2)
+        assert env.step(call("ping"))[0][1]["role"] == "tool"
+        assert env._connection is not first
+
+
+# ----------------------------------------------------------------------------- threads
+def test_eight_threads_give_the_episodes_of_sequential_runs(server: RolloutServer) -> None:
+    jobs = [(Oracle if i % 2 else lambda: Random(seed=3), 10 + i) for i in range(8)]
+
+    def remote(job: tuple[Any, int]) -> simenv.Episode:
+        policy, seed = job
+        with RemoteEnv(server.url, REFUNDS) as env:
+            return simenv.rollout(env, policy(), seed=seed)
+
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(remote, jobs))
+    local_env = simenv.make(REFUNDS)
+    sequential = [simenv.rollout(local_env, policy(), seed=seed) for policy, seed in jobs]
+    local_env.close()
+    assert [comparable(e) for e in parallel] == [comparable(e) for e in sequential]
+
+
+def test_concurrent_requests_on_one_env_are_serialised(server: RolloutServer) -> None:
+    env_id = create(server.url, PROBE_ID)
+    request(server.url, "POST", f"/envs/{env_id}/reset", {"options": {"task_id": "ok"}})
+
+    def steps(_: int) -> list[int]:
+        body = {"action": call("ping")}
+        return [
+            request(server.url, "POST", f"/envs/{env_id}/step", body)[1]["info"]["turn"]
+            for _ in range(5)
+        ]
+
+    with ThreadPoolExecutor(8) as pool:
+        turns = sorted(t for chunk in pool.map(steps, range(8)) for t in chunk)
+    assert turns == list(range(1, 41))
+    status, record = request(server.url, "GET", f"/envs/{env_id}/episode")
+    assert status == 200 and len(record["steps"]) == 40
+    request(server.url, "DELETE", f"/envs/{env_id}")
+
+
+# ----------------------------------------------------------------------------- records
+def test_the_episode_endpoint_round_trips_to_the_local_episode(server: RolloutServer) -> None:
+    local_env = simenv.make(ANALYST)
+    local = simenv.rollout(local_env, Oracle(), seed=2)
+    local_env.close()
+    with RemoteEnv(server.url, ANALYST) as env:
+        with pytest.raises(ResetNeeded):
+            env.episode()
+        simenv.rollout(env, Oracle(), seed=2)
+        status, record = request(server.url, "GET", f"/envs/{env.env_id}/episode")
+        fetched = env.episode(policy={"name": "oracle"})
+    assert status == 200
+    assert set(record) == set(json.loads(local.to_json()))  # what a JSONL line holds
+    assert simenv.Episode.from_dict(record).messages == local.messages
+    assert comparable(fetched) == comparable(local)
+    assert fetched.steps[0].tool_results[0].provenance == local.steps[0].tool_results[0].provenance
+
+
+def test_scenarios_and_health_describe_the_server(server: RolloutServer) -> None:
+    assert request(server.url, "GET", "/health") == (200, {"ok": True, "simenv": "0.1.0"})
+    status, answer = request(server.url, "GET", "/scenarios")
+    by_id = {s["id"]: s for s in answer["scenarios"]}
+    assert status == 200 and set(by_id) == {REFUNDS, ANALYST, PROBE_ID}
+    refunds = simenv.load_scenario(REFUNDS)
+    assert by_id[REFUNDS]["tools"] == refunds.tool_schemas()
+    assert by_id[REFUNDS]["max_turns"] == refunds.max_turns
+    assert by_id[REFUNDS]["splits"] == {
+        "train": len(refunds.split("train")),
+        "eval": len(refunds.split("eval")),
+    }
+
+
+def test_answers_encode_numpy_values_and_sets() -> None:
+    from simenv.server.app import _ENCODE
+
+    assert json.loads(_ENCODE({"n": np.int64(3), "x": np.float32(0.5), "s": {2, 1}})) == {
+        "n": 3,
+        "x": 0.5,
+        "s": [1, 2],
+    }
+
+
+# ----------------------------------------------------------------------------- the command
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_simenv_serve_answers_health_and_stops_cleanly(stop: signal.Signals) -> None:
+    command = [sys.executable, "-m", "simenv.cli", "serve", REFUNDS, "--port", "0"]
+    command += ["--max-envs", "4", "--idle-timeout", "60"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            found = re.search(r"http://127\.0\.0\.1:\d+", first)
+            assert found, first + proc.stderr.read()  # type: ignore[union-attr]
+            url = found.group(0)
+            assert REFUNDS in proc.stdout.readline()
+            assert request(url, "GET", "/health") == (200, {"ok": True, "simenv": "0.1.0"})
+            create(url, REFUNDS)  # live when the server stops: it is closed with it
+            proc.send_signal(stop)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    assert "stopped" in out
+
+
+def test_simenv_serve_refuses_an_unknown_id_in_one_line() -> None:
+    from typer.testing import CliRunner
+
+    from simenv.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "nope/Nothing-v1"])
+    assert result.exit_code == 2 and "no scenario 'nope/Nothing-v1'" in result.output
+    with pytest.raises(RegistrationError, match="simenv list"):
+        make_server(["nope/Nothing-v1"], port=0)
