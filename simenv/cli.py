@@ -194,6 +194,10 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: start a local one).")
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Play on the environments of a rollout server (simenv serve) at URL."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Roll out episodes with one or more policies and summarise them."""
@@ -208,6 +212,8 @@ def run(
         raise _fail(f"--split must be train, eval or all, not {split!r}")
     if backend not in ("local", "ray"):
         raise _fail(f"--backend must be local or ray, not {backend!r}")
+    if server is not None and backend == "ray":
+        raise _fail("--server and --backend ray both say where environments live; give one")
     try:
         base_jobs = plan_jobs(s, split=_SPLITS[split], samples=samples, seed=seed, limit=n)
         policies = [(name, _policy(name, seed)) for name in policy]
@@ -223,6 +229,10 @@ def run(
             from simenv.ray_backend import RayPool
 
             pool = RayPool(s, address=ray_address)
+        elif server is not None:
+            from simenv.server import RemotePool
+
+            pool = RemotePool(server, s)
         with Progress(console=err, transient=True) as progress:
             for name, chosen in policies:
                 # Each policy's jobs get their own keys, so one file can hold them all.

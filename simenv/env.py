@@ -293,6 +293,11 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
 
     # ------------------------------------------------------------------ records
     @property
+    def running(self) -> bool:
+        """Whether an episode is in progress (reset, and not ended yet)."""
+        return not self._needs_reset
+
+    @property
     def state(self) -> Sandbox | None:
         """The live sandbox of the current episode (``None`` without one)."""
         return self._sandbox

@@ -276,7 +276,8 @@ def run(
         jobs: What to play, e.g. from :func:`plan_jobs`.
         batch_size: Episodes running at once (the policy's batch).
         store: Receives each episode as it finishes; jobs it already holds are skipped.
-        pool: Where environments live (default: a :class:`LocalPool`).
+        pool: Where environments live (default: a :class:`LocalPool`). A pool with a
+            ``capacity`` attribute (a rollout server's ``RemotePool``) caps ``batch_size``.
         workers: Threads of the default pool.
         time_limit_s: Wall time allowed per episode; past it the episode ends, scored as it
             stands, with ``termination="time_limit"``.
@@ -292,6 +293,9 @@ def run(
     queue = deque(job for job in jobs if job.key not in done)
     owned = pool is None
     envs: EnvPool = pool if pool is not None else LocalPool(resolved, workers)
+    capacity = getattr(envs, "capacity", None)  # e.g. a rollout server's max_envs
+    if isinstance(capacity, int) and capacity > 0:
+        batch_size = min(batch_size, capacity)
     described = _describe(policy)
     active: list[_Slot] = []
     try:

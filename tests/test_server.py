@@ -315,7 +315,8 @@ def test_infra_errors_and_bugs_are_500s_and_the_server_goes_on(server: RolloutSe
             env.reset(seed=0, options={"task_id": "bug"})
         env.reset(seed=0, options={"task_id": "ok"})
         assert env.step(call("ping"))[0][1]["role"] == "tool"
-    assert request(server.url, "GET", "/health") == (200, {"ok": True, "simenv": "0.1.0"})
+    health = {"ok": True, "simenv": simenv.__version__, "max_envs": 16}
+    assert request(server.url, "GET", "/health") == (200, health)
 
 
 def test_an_unreachable_server_is_an_infra_error() -> None:
@@ -444,7 +445,8 @@ def test_the_episode_endpoint_round_trips_to_the_local_episode(server: RolloutSe
 
 
 def test_scenarios_and_health_describe_the_server(server: RolloutServer) -> None:
-    assert request(server.url, "GET", "/health") == (200, {"ok": True, "simenv": "0.1.0"})
+    health = {"ok": True, "simenv": simenv.__version__, "max_envs": 16}
+    assert request(server.url, "GET", "/health") == (200, health)
     status, answer = request(server.url, "GET", "/scenarios")
     by_id = {s["id"]: s for s in answer["scenarios"]}
     assert status == 200 and set(by_id) == {REFUNDS, ANALYST, PROBE_ID}
@@ -482,7 +484,8 @@ def test_simenv_serve_answers_health_and_stops_cleanly(stop: signal.Signals) -> 
             assert found, first + proc.stderr.read()  # type: ignore[union-attr]
             url = found.group(0)
             assert REFUNDS in proc.stdout.readline()
-            assert request(url, "GET", "/health") == (200, {"ok": True, "simenv": "0.1.0"})
+            health = {"ok": True, "simenv": simenv.__version__, "max_envs": 4}
+            assert request(url, "GET", "/health") == (200, health)
             create(url, REFUNDS)  # live when the server stops: it is closed with it
             proc.send_signal(stop)
             out, err = proc.communicate(timeout=120)
@@ -503,3 +506,86 @@ def test_simenv_serve_refuses_an_unknown_id_in_one_line() -> None:
     assert result.exit_code == 2 and "no scenario 'nope/Nothing-v1'" in result.output
     with pytest.raises(RegistrationError, match="simenv list"):
         make_server(["nope/Nothing-v1"], port=0)
+
+
+# ----------------------------------------------------------------------------- the runner's pool
+def _same(a: list[simenv.Episode], b: list[simenv.Episode]) -> None:
+    """The same episodes, but for the random episode ids and tool latencies."""
+
+    def strip(e: simenv.Episode) -> dict[str, Any]:
+        record = comparable(e)
+        record.pop("episode_id")
+        return record
+
+    assert [strip(e) for e in a] == [strip(e) for e in b]
+
+
+@pytest.mark.parametrize("policy", [Oracle(), Random(seed=3)], ids=["oracle", "random"])
+def test_runs_through_a_remote_pool_equal_local_runs(server: RolloutServer, policy: Policy) -> None:
+    from simenv.runner import plan_jobs, run
+    from simenv.server import RemotePool
+
+    scenario = simenv.load_scenario(REFUNDS)
+    jobs = plan_jobs(scenario, samples=2, limit=12)  # 24 episodes, more than the server's 16
+    local = run(scenario, policy, jobs, batch_size=64)
+    with RemotePool(server.url, scenario, workers=4) as pool:
+        assert pool.capacity == 16  # the server's max_envs caps the lockstep batch
+        remote = run(scenario, policy, jobs, batch_size=64, pool=pool)
+        again = run(scenario, policy, jobs[:4], pool=pool)  # the environments are reused
+    _same(remote, local)
+    _same(again, local[:4])
+    assert len(server.app.envs) == 0  # closing the pool deleted them on the server
+
+
+def test_a_time_limit_ends_remote_episodes_as_local_ones(server: RolloutServer) -> None:
+    from simenv.runner import plan_jobs, run
+    from simenv.server import RemotePool
+
+    jobs = plan_jobs(simenv.load_scenario(REFUNDS), limit=3)
+    local = run(REFUNDS, Oracle(), jobs, time_limit_s=0.0)
+    with RemotePool(server.url, REFUNDS) as pool:
+        remote = run(REFUNDS, Oracle(), jobs, time_limit_s=0.0, pool=pool)
+    assert all(e.termination == "time_limit" and e.turns == 1 for e in remote)
+    _same(remote, local)
+
+
+def test_the_end_endpoint_needs_a_running_episode(server: RolloutServer) -> None:
+    env_id = create(server.url, REFUNDS)
+    status, answer = request(server.url, "POST", f"/envs/{env_id}/end", {})
+    assert status == 409 and answer["error"]["type"] == "ResetNeeded"
+    request(server.url, "POST", f"/envs/{env_id}/reset", {"seed": 1})
+    status, answer = request(server.url, "POST", f"/envs/{env_id}/end", {"termination": "x"})
+    assert status == 400 and "time_limit" in answer["error"]["message"]
+    status, answer = request(server.url, "POST", f"/envs/{env_id}/end", {})
+    assert status == 200 and answer["info"]["termination"] == "time_limit"
+    status, answer = request(server.url, "POST", f"/envs/{env_id}/step", {"action": "Done."})
+    assert status == 409  # the episode is over
+
+
+def test_a_pool_replaces_an_environment_the_server_reaped(server: RolloutServer) -> None:
+    from simenv.runner import Job, run
+    from simenv.server import RemotePool
+
+    now = [1000.0]
+    server.app.envs.clock = lambda: now[0]
+    jobs = [Job("ok", 0, 0)]
+    with RemotePool(server.url, PROBE_ID, workers=1) as pool:
+        first = run(PROBE_ID, Scripted([call("ping"), "Done."]), jobs, pool=pool)
+        now[0] += server.app.envs.idle_timeout_s + 1  # the pool's one env sits idle too long
+        second = run(PROBE_ID, Scripted([call("ping"), "Done."]), jobs, pool=pool)
+    assert first[0].turns == second[0].turns == 2
+    assert first[0].messages[-2]["content"] != second[0].messages[-2]["content"]  # new sandbox
+
+
+def test_simenv_run_plays_on_a_server(server: RolloutServer) -> None:
+    from typer.testing import CliRunner
+
+    from simenv.cli import app
+
+    args = ["run", REFUNDS, "-p", "oracle", "-p", "null", "-n", "5", "--json"]
+    local = CliRunner().invoke(app, args)
+    remote = CliRunner().invoke(app, [*args, "--server", server.url])
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    assert json.loads(remote.output) == json.loads(local.output)
+    both = CliRunner().invoke(app, [*args, "--server", server.url, "--backend", "ray"])
+    assert both.exit_code == 2 and "give one" in both.output

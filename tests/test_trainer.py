@@ -286,3 +286,39 @@ def test_a_checkpoint_swap_cut_short_falls_back_to_the_previous_one(tmp_path: Pa
     assert read_metrics(metrics, 1) == rows[:3]  # after the checkpoint's step: played again
     assert metrics.read_text().count("\n") == 3
     assert read_metrics(metrics, None) == [] and metrics.read_text() == ""
+
+
+def test_training_on_a_rollout_server_equals_training_in_process(tmp_path: Path) -> None:
+    """`env_server`: the RL rollouts and evaluations play on `simenv serve`'s environments."""
+    import threading
+
+    from simenv.server import make_server
+    from trainer.train import train
+
+    sizes = {"steps": 2, "sft_steps": 2, "group_size": 2, "batch_tasks": 2, "eval_samples": 1}
+    sizes.update(eval_every=100, checkpoint_every=100, max_new_tokens=16, micro_batch=8)
+    server = make_server([SCENARIO], port=0)
+    paths: list[str] = []
+    answer = server.app.respond
+
+    def counted(method: str, path: str, raw: bytes) -> Any:
+        paths.append(path)
+        return answer(method, path, raw)
+
+    server.app.respond = counted  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        here = train(TrainConfig(out=str(tmp_path / "here"), **sizes))
+        assert not paths
+        there = train(TrainConfig(out=str(tmp_path / "there"), env_server=server.url, **sizes))
+        # 2 RL steps x 4 episodes plus 3 evaluations x 36 eval tasks, each reset on the server
+        assert sum(p.endswith("/reset") for p in paths) == 2 * 4 + 3 * 36
+        assert len(server.app.envs) == 0  # the run deleted its environments on the server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert there["before"] == here["before"] and there["after"] == here["after"]
+    adapter = Path("adapter") / "adapter_model.safetensors"
+    assert (tmp_path / "there" / adapter).read_bytes() == (tmp_path / "here" / adapter).read_bytes()

@@ -81,6 +81,9 @@ class TrainConfig:
     """Seeds the model, the sampling and the task draws."""
     device: str = "auto"
     """cpu, cuda, or auto (cuda when available)."""
+    env_server: str = ""
+    """URL of a rollout server (`simenv serve`) whose environments the RL rollouts and the
+    evaluations play on; empty: in this process. The warm start's oracle episodes stay local."""
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:

@@ -22,7 +22,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def evaluate(
-    policy: HF, scenarios: Sequence[simenv.Scenario], cfg: TrainConfig
+    policy: HF,
+    scenarios: Sequence[simenv.Scenario],
+    cfg: TrainConfig,
+    pools: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Success rate and pass@k on every eval task, ``eval_samples`` samples each, fixed seeds."""
     metrics: dict[str, float] = {}
@@ -158,7 +161,7 @@ def evaluate(
             for i, t in enumerate(tasks)
             for g in range(cfg.eval_samples)
         ]
-        episodes = run(s, policy, jobs, batch_size=len(jobs))
+        episodes = run(s, policy, jobs, batch_size=len(jobs), pool=(pools or {}).get(s.id))
         wins: dict[str, int] = {}
         for e in episodes:
             wins[e.task_id] = wins.get(e.task_id, 0) + int(e.success)
@@ -181,8 +184,12 @@ def rollout_batch(
     cfg: TrainConfig,
     rng: random.Random,
     step: int,
+    pools: Mapping[str, Any] | None = None,
 ) -> list[Episode]:
-    """Draw tasks from the mixture and play ``group_size`` episodes of each."""
+    """Draw tasks from the mixture and play ``group_size`` episodes of each.
+
+    ``pools`` maps a scenario id to where its environments live (default: this process).
+    """
     weights = list(cfg.weights) or [1.0] * len(scenarios)
     chosen = rng.choices(range(len(scenarios)), weights=weights, k=cfg.batch_tasks)
     episodes: list[Episode] = []
@@ -198,7 +205,7 @@ def rollout_batch(
             for i, (t, seed) in enumerate(zip(tasks, seeds, strict=True))
             for g in range(cfg.group_size)
         ]
-        episodes += run(s, policy, jobs, batch_size=len(jobs))
+        episodes += run(s, policy, jobs, batch_size=len(jobs), pool=(pools or {}).get(s.id))
     return episodes
 
 
@@ -397,6 +404,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     last_step = checkpoint_step(checkpoint) if checkpoint else None
     history = read_metrics(out / "metrics.jsonl", last_step)
     metrics_file = (out / "metrics.jsonl").open("a")
+    pools: dict[str, Any] = {}
 
     def record(values: dict[str, float], step: int) -> None:
         row = {"step": step, **values}
@@ -415,6 +423,10 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             else ("cpu" if cfg.device == "auto" else cfg.device)
         )
         scenarios = [simenv.load_scenario(s) for s in cfg.scenarios]
+        if cfg.env_server:  # the environments live on a rollout server (simenv serve)
+            from simenv.server import RemotePool
+
+            pools.update({s.id: RemotePool(cfg.env_server, s) for s in scenarios})
         if resuming:
             model, tokenizer = load(base_dir, device=device)
         else:
@@ -429,7 +441,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {"out": str(out)}
         if not resuming:
             if cfg.sft_steps:
-                result["before_warm_start"] = evaluate(sampler, scenarios, cfg)
+                result["before_warm_start"] = evaluate(sampler, scenarios, cfg, pools)
                 record({f"{k}": v for k, v in result["before_warm_start"].items()}, -2)
                 warm_start(
                     model, sampler, cfg, sft_samples(oracle_episodes(scenarios, 2), sampler), record
@@ -444,7 +456,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         result["model"] = describe(model)
         before = _evaluation_at(history, -1) if resuming else None
         if before is None:
-            before = evaluate(sampler, scenarios, cfg)
+            before = evaluate(sampler, scenarios, cfg, pools)
             record(before, -1)
         result["before"] = before
         warm = _evaluation_at(history, -2) if resuming else None
@@ -460,7 +472,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             sampler.reseed(cfg.seed * 7919 + step)
             for group in optimizer.param_groups:  # a function of the step: resumes exactly
                 group["lr"] = learning_rate(cfg, step)
-            episodes = rollout_batch(sampler, scenarios, cfg, rng, step)
+            episodes = rollout_batch(sampler, scenarios, cfg, rng, step, pools)
             valid = [e for e in episodes if e.valid]
             rewards = torch.tensor([e.reward for e in valid])
             groups = torch.tensor([e.metadata["job"]["task_index"] for e in valid])
@@ -484,17 +496,19 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
                 }
             )
             if (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
-                stats.update(evaluate(sampler, scenarios, cfg))
+                stats.update(evaluate(sampler, scenarios, cfg, pools))
             record(stats, step)
             if (step + 1) % cfg.checkpoint_every == 0:
                 save_checkpoint(out / "checkpoint", model, optimizer, step)
-        result["after"] = evaluate(sampler, scenarios, cfg)
+        result["after"] = evaluate(sampler, scenarios, cfg, pools)
         record(result["after"], cfg.steps)
         if cfg.lora_rank > 0:
             model.save_pretrained(out / "adapter")
         save_checkpoint(out / "checkpoint", model, optimizer, cfg.steps - 1)
     finally:
         metrics_file.close()
+        for pool in pools.values():
+            pool.close()
     result["curve"] = str(plot_curve(history, out / "learning_curve.png"))
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return result

@@ -2,7 +2,9 @@
 
 ``simenv serve`` (or :func:`serve`) puts registered scenarios behind a small JSON API;
 :class:`RemoteEnv` is the adapter that turns one served environment back into a Gymnasium env,
-so :func:`simenv.rollout` and every policy work on it as on a local one. Standard library only.
+so :func:`simenv.rollout` and every policy work on it as on a local one; :class:`RemotePool` is
+the runner's pool of such environments (``simenv run --server``, the trainer's ``env_server``).
+Standard library only.
 
 =======  ========================  =====================================================
 method   path                      what it does
@@ -12,8 +14,9 @@ GET      /scenarios                the served scenarios: tools, max_turns, split
 POST     /envs                     create an environment of a served scenario
 POST     /envs/ENV_ID/reset        ``reset(seed=..., options=...)``
 POST     /envs/ENV_ID/step         ``step(action)``
+POST     /envs/ENV_ID/end          end the episode now, scored as it stands (a time limit)
 GET      /envs/ENV_ID/episode      the episode record (the JSON of a JSONL line)
-GET      /envs/ENV_ID/oracle       the scenario's gold turns for the current episode
+GET      /envs/ENV_ID/oracle       the gold turns (only on a server started with ``--oracle``)
 DELETE   /envs/ENV_ID              close it (its sandbox, database or container)
 =======  ========================  =====================================================
 
@@ -23,5 +26,6 @@ DELETE   /envs/ENV_ID              close it (its sandbox, database or container)
 
 from simenv.server.app import RolloutServer, make_server, serve
 from simenv.server.client import RemoteEnv
+from simenv.server.pool import RemotePool
 
-__all__ = ["RemoteEnv", "RolloutServer", "make_server", "serve"]
+__all__ = ["RemoteEnv", "RemotePool", "RolloutServer", "make_server", "serve"]

@@ -9,7 +9,8 @@ HTTP error.
 =======  ========================  ==================================  ============================
 method   path                      request body                        answer (JSON)
 =======  ========================  ==================================  ============================
-GET      /health                                                       ``{"ok": true, "simenv"}``
+GET      /health                                                       ``{"ok": true, "simenv",
+                                                                       "max_envs"}``
 GET      /scenarios                                                    served ids, tools, max_turns,
                                                                        split sizes
 POST     /envs                     ``{"scenario": ID}``                201 ``{"env_id", "scenario",
@@ -19,6 +20,8 @@ POST     /envs/ENV_ID/reset        ``{"seed": int|null,                ``{"obser
 POST     /envs/ENV_ID/step         ``{"action": str | assistant        ``{"observation", "reward",
                                    message}``                          "terminated", "truncated",
                                                                        "info"}``
+POST     /envs/ENV_ID/end          ``{"termination": "time_limit"}``   ``{"reward", "info"}``: ended
+                                                                       and scored as it stands
 GET      /envs/ENV_ID/episode                                          the episode record, as in a
                                                                        JSONL file
 GET      /envs/ENV_ID/oracle                                           ``{"actions": [...]}``, the
@@ -163,13 +166,13 @@ class RolloutApp:
             404,
             "UnknownPath",
             f"no endpoint {path!r}; the endpoints are /health, /scenarios, /envs and "
-            "/envs/ENV_ID[/reset|/step|/episode|/oracle] (see docs/server.md)",
+            "/envs/ENV_ID[/reset|/step|/end|/episode|/oracle] (see docs/server.md)",
         )
 
     # ------------------------------------------------------------------ endpoints
     def health(self, _: str, raw: bytes) -> tuple[int, Any]:
         """``GET /health``."""
-        return 200, {"ok": True, "simenv": __version__}
+        return 200, {"ok": True, "simenv": __version__, "max_envs": self.envs.max_envs}
 
     def scenarios(self, _: str, raw: bytes) -> tuple[int, Any]:
         """``GET /scenarios``."""
@@ -211,6 +214,19 @@ class RolloutApp:
             record = entry.base.episode()
         return 200, record.to_dict()
 
+    def end(self, env_id: str, raw: bytes) -> tuple[int, Any]:
+        """``POST /envs/ENV_ID/end``: end the running episode now and score it as it stands."""
+        termination = _field(
+            _json_body(raw), "termination", (str, type(None)), '"time_limit" or null'
+        )
+        if termination not in (None, "time_limit"):
+            raise _bad(f"field 'termination' must be \"time_limit\" or null, got {termination!r}")
+        with self.envs.use(env_id) as entry:
+            if not entry.base.running:
+                raise ResetNeeded("no episode is running (it ended, or reset() was not called)")
+            reward, info = entry.base.end_episode("time_limit")
+        return 200, {"reward": float(reward), "info": info}
+
     def oracle(self, env_id: str, raw: bytes) -> tuple[int, Any]:
         """``GET /envs/ENV_ID/oracle``: the gold turns, computed beside the episode's state."""
         if not self.oracle_enabled:
@@ -246,6 +262,7 @@ _ROUTES: list[tuple[re.Pattern[str], dict[str, _Route]]] = [
     (re.compile(_ENV), {"DELETE": RolloutApp.delete}),
     (re.compile(f"{_ENV}/reset"), {"POST": RolloutApp.reset}),
     (re.compile(f"{_ENV}/step"), {"POST": RolloutApp.step}),
+    (re.compile(f"{_ENV}/end"), {"POST": RolloutApp.end}),
     (re.compile(f"{_ENV}/episode"), {"GET": RolloutApp.episode}),
     (re.compile(f"{_ENV}/oracle"), {"GET": RolloutApp.oracle}),
 ]

@@ -156,6 +156,29 @@ class RemoteEnv(gym.Env[list[Message], Action]):
             self._disconnect()
 
     # ------------------------------------------------------------------ records
+    def alive(self) -> bool:
+        """Whether the server still holds this environment (it reaps idle ones)."""
+        try:
+            return self._call("GET", f"/envs/{self.env_id}/episode", accept=(404,)) is not None
+        except ResetNeeded:  # there, but without an episode yet
+            return True
+        except InfraError:
+            return False
+
+    def end(self) -> tuple[float, dict[str, Any]]:
+        """End the running episode now, scored as it stands (``termination="time_limit"``).
+
+        What the runner does to an episode that ran past its wall-time limit.
+
+        Returns:
+            ``(reward, info)``: the final reward and the end-of-episode info fields.
+
+        Raises:
+            ResetNeeded: No episode is running.
+        """
+        answer = self._call("POST", f"/envs/{self.env_id}/end", {"termination": "time_limit"})
+        return float(answer["reward"]), dict(answer["info"])
+
     def episode(self, policy: dict[str, Any] | None = None) -> Episode:
         """The record of the current (usually finished) episode, as the server keeps it.
 
