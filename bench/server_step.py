@@ -7,8 +7,13 @@ process, as it would in use; `RemoteEnv` steps it from this one. Rounds are inte
 (in-process, then remote, then again); the fastest round of each is shown (the least disturbed
 by other load on a noisy machine) with the median of the rounds beside it.
 
-Run: ``python bench/server_step.py [--steps N] [--rounds R] [--write]``; ``--write`` updates the
-section of docs/benchmarks.md between the ``server_step`` markers.
+A second table times whole runs: :func:`simenv.runner.run` playing ``--episodes`` eval
+episodes of support/Refunds-v1 with the Oracle policy (batch 64), with its environments in this
+process against a :class:`~simenv.server.RemotePool` on the same server (started with
+``--oracle``, 16 stepping threads), in 3 interleaved rounds.
+
+Run: ``python bench/server_step.py [--steps N] [--rounds R] [--episodes E] [--write]``;
+``--write`` updates the section of docs/benchmarks.md between the ``server_step`` markers.
 """
 
 from __future__ import annotations
@@ -35,13 +40,15 @@ from simenv.types import Action, Message
 
 Env = gym.Env[list[Message], Action]
 SCENARIO = TRIVIAL  # what `simenv serve bench/server_step.py` serves
+RUN_SCENARIO = "support/Refunds-v1"  # served too, for the whole runs
 BENCH = Path(__file__).resolve().parent
 
 
 @contextmanager
 def served() -> Iterator[str]:
     """`simenv serve` of this file's SCENARIO on a free port, in its own process; yields its URL."""
-    command = [sys.executable, "-m", "simenv.cli", "serve", __file__, "--port", "0"]
+    command = [sys.executable, "-m", "simenv.cli", "serve", __file__, RUN_SCENARIO, "--oracle"]
+    command += ["--port", "0"]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")]),
@@ -80,6 +87,37 @@ def resets(env: Env, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
+def whole_runs(url: str, episodes: int, rounds: int = 3) -> list[str]:
+    """Episodes per second of ``run()`` with local environments and with a ``RemotePool``."""
+    from simenv.policies import Oracle
+    from simenv.runner import plan_jobs, run
+    from simenv.server import RemotePool
+
+    scenario = simenv.load_scenario(RUN_SCENARIO)
+    jobs = plan_jobs(scenario, limit=episodes)
+    rates: dict[str, list[float]] = {"local": [], "remote": []}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        local = run(scenario, Oracle(), jobs)
+        rates["local"].append(len(local) / (time.perf_counter() - start))
+        start = time.perf_counter()
+        with RemotePool(url, scenario) as pool:
+            remote = run(scenario, Oracle(), jobs, pool=pool)
+        rates["remote"].append(len(remote) / (time.perf_counter() - start))
+    turns = sum(e.turns for e in local) / len(local)
+    best = {k: max(v) for k, v in rates.items()}
+    return [
+        f"| `run()`: {episodes} {RUN_SCENARIO} eval episodes, Oracle, batch 64 "
+        f"({turns:.1f} turns each) | best of {rounds} rounds | median |",
+        "|---|---|---|",
+        f"| environments in this process | {best['local']:,.0f} episodes/s "
+        f"| {statistics.median(rates['local']):,.0f} episodes/s |",
+        f"| environments on the server (`RemotePool`) | {best['remote']:,.0f} episodes/s "
+        f"| {statistics.median(rates['remote']):,.0f} episodes/s |",
+        f"| server against in-process | {best['remote'] / best['local']:.2f}x | |",
+    ]
+
+
 def _us(values: list[float]) -> tuple[float, float]:
     return min(values) * 1e6, statistics.median(values) * 1e6
 
@@ -88,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--episodes", type=int, default=200, help="episodes per whole run")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     local = simenv.make(TRIVIAL)
@@ -104,6 +143,7 @@ def main() -> None:
             times["remote"].append(steps(remote, args.steps))
             times["local_reset"].append(resets(local, args.steps // 5))
             times["remote_reset"].append(resets(remote, args.steps // 5))
+        runs = whole_runs(url, args.episodes)
     local.close()
     (lf, lm), (rf, rm) = _us(times["local"]), _us(times["remote"])
     (lrf, lrm), (rrf, rrm) = _us(times["local_reset"]), _us(times["remote_reset"])
@@ -116,7 +156,7 @@ def main() -> None:
         f"| `reset`, in-process | {lrf:.1f} µs | {lrm:.1f} µs | |",
         f"| `reset` through `RemoteEnv` | {rrf:.0f} µs | {rrm:.0f} µs | {rrf - lrf:.0f} µs |",
     ]
-    report = "\n".join(rows)
+    report = "\n".join(rows) + "\n\n" + "\n".join(runs)
     print(report)
     if args.write:
         write_section(

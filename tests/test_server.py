@@ -315,7 +315,7 @@ def test_infra_errors_and_bugs_are_500s_and_the_server_goes_on(server: RolloutSe
             env.reset(seed=0, options={"task_id": "bug"})
         env.reset(seed=0, options={"task_id": "ok"})
         assert env.step(call("ping"))[0][1]["role"] == "tool"
-    health = {"ok": True, "simenv": simenv.__version__, "max_envs": 16}
+    health = {"ok": True, "simenv": simenv.__version__, "max_envs": 16, "live": 0}
     assert request(server.url, "GET", "/health") == (200, health)
 
 
@@ -445,7 +445,7 @@ def test_the_episode_endpoint_round_trips_to_the_local_episode(server: RolloutSe
 
 
 def test_scenarios_and_health_describe_the_server(server: RolloutServer) -> None:
-    health = {"ok": True, "simenv": simenv.__version__, "max_envs": 16}
+    health = {"ok": True, "simenv": simenv.__version__, "max_envs": 16, "live": 0}
     assert request(server.url, "GET", "/health") == (200, health)
     status, answer = request(server.url, "GET", "/scenarios")
     by_id = {s["id"]: s for s in answer["scenarios"]}
@@ -484,7 +484,7 @@ def test_simenv_serve_answers_health_and_stops_cleanly(stop: signal.Signals) -> 
             assert found, first + proc.stderr.read()  # type: ignore[union-attr]
             url = found.group(0)
             assert REFUNDS in proc.stdout.readline()
-            health = {"ok": True, "simenv": simenv.__version__, "max_envs": 4}
+            health = {"ok": True, "simenv": simenv.__version__, "max_envs": 4, "live": 0}
             assert request(url, "GET", "/health") == (200, health)
             create(url, REFUNDS)  # live when the server stops: it is closed with it
             proc.send_signal(stop)
@@ -528,13 +528,15 @@ def test_runs_through_a_remote_pool_equal_local_runs(server: RolloutServer, poli
     scenario = simenv.load_scenario(REFUNDS)
     jobs = plan_jobs(scenario, samples=2, limit=12)  # 24 episodes, more than the server's 16
     local = run(scenario, policy, jobs, batch_size=64)
+    other = RemoteEnv(server.url, REFUNDS)  # another client's: one env fewer for the pool
     with RemotePool(server.url, scenario, workers=4) as pool:
-        assert pool.capacity == 16  # the server's max_envs caps the lockstep batch
+        assert pool.capacity == 15  # what the server takes caps the lockstep batch
         remote = run(scenario, policy, jobs, batch_size=64, pool=pool)
         again = run(scenario, policy, jobs[:4], pool=pool)  # the environments are reused
     _same(remote, local)
     _same(again, local[:4])
-    assert len(server.app.envs) == 0  # closing the pool deleted them on the server
+    assert len(server.app.envs) == 1  # closing the pool deleted its own on the server
+    other.close()
 
 
 def test_a_time_limit_ends_remote_episodes_as_local_ones(server: RolloutServer) -> None:

@@ -10,7 +10,7 @@ HTTP error.
 method   path                      request body                        answer (JSON)
 =======  ========================  ==================================  ============================
 GET      /health                                                       ``{"ok": true, "simenv",
-                                                                       "max_envs"}``
+                                                                       "max_envs", "live"}``
 GET      /scenarios                                                    served ids, tools, max_turns,
                                                                        split sizes
 POST     /envs                     ``{"scenario": ID}``                201 ``{"env_id", "scenario",
@@ -172,7 +172,8 @@ class RolloutApp:
     # ------------------------------------------------------------------ endpoints
     def health(self, _: str, raw: bytes) -> tuple[int, Any]:
         """``GET /health``."""
-        return 200, {"ok": True, "simenv": __version__, "max_envs": self.envs.max_envs}
+        limits = {"max_envs": self.envs.max_envs, "live": len(self.envs)}
+        return 200, {"ok": True, "simenv": __version__, **limits}
 
     def scenarios(self, _: str, raw: bytes) -> tuple[int, Any]:
         """``GET /scenarios``."""

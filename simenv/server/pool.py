@@ -42,11 +42,12 @@ class RemotePool:
         timeout_s: Seconds to wait for one answer of the server.
 
     Attributes:
-        capacity: The server's ``max_envs``: :func:`simenv.runner.run` runs at most this many
+        capacity: How many more environments the server took when the pool was made
+            (``max_envs`` less those live): :func:`simenv.runner.run` runs at most this many
             episodes at once through the pool.
 
     Raises:
-        InfraError: The server cannot be reached.
+        InfraError: The server cannot be reached, or it is full.
     """
 
     def __init__(
@@ -138,13 +139,19 @@ class RemotePool:
 
 
 def _capacity(base_url: str, timeout_s: float) -> int:
-    """The server's ``max_envs``, from ``GET /health``."""
+    """How many more environments the server takes now: ``max_envs - live`` (``GET /health``)."""
     url = base_url.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             answer = json.loads(response.read())
-        return int(answer["max_envs"])
+        free = int(answer["max_envs"]) - int(answer.get("live", 0))
     except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError) as exc:
         raise InfraError(
             f"cannot read {url} ({type(exc).__name__}: {exc}); is `simenv serve` running there?"
         ) from exc
+    if free < 1:
+        raise InfraError(
+            f"the server at {base_url} is full ({answer['max_envs']} environments live); close "
+            "some, or start it with a higher --max-envs"
+        )
+    return free
