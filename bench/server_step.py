@@ -136,14 +136,15 @@ def main() -> None:
         "local_reset": [],
         "remote_reset": [],
     }
-    with served() as url, RemoteEnv(url, TRIVIAL.id) as remote:
-        steps(local, 1000), steps(remote, 200)  # warm-up
-        for _ in range(args.rounds):
-            times["local"].append(steps(local, args.steps))
-            times["remote"].append(steps(remote, args.steps))
-            times["local_reset"].append(resets(local, args.steps // 5))
-            times["remote_reset"].append(resets(remote, args.steps // 5))
-        runs = whole_runs(url, args.episodes)
+    with served() as url:
+        with RemoteEnv(url, TRIVIAL.id) as remote:
+            steps(local, 1000), steps(remote, 200)  # warm-up
+            for _ in range(args.rounds):
+                times["local"].append(steps(local, args.steps))
+                times["remote"].append(steps(remote, args.steps))
+                times["local_reset"].append(resets(local, args.steps // 5))
+                times["remote_reset"].append(resets(remote, args.steps // 5))
+        runs = whole_runs(url, args.episodes)  # every slot of the server free for the pool
     local.close()
     (lf, lm), (rf, rm) = _us(times["local"]), _us(times["remote"])
     (lrf, lrm), (rrf, rrm) = _us(times["local_reset"]), _us(times["remote_reset"])

@@ -259,8 +259,14 @@ def run(
     finally:
         if store is not None:
             store.close()
+        closing: SimenvError | None = None
         if pool is not None:
-            pool.close()
+            try:
+                pool.close()
+            except SimenvError as exc:  # reported below, unless another error is on its way
+                closing = exc
+    if closing is not None:
+        raise _fail(f"closing the environments failed: {closing}")
     if as_json:
         out.print_json(json.dumps({"scenario_id": s.id, "policies": rows}))
         return

@@ -101,7 +101,7 @@ class MLflowLogger:
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.mlflow.set_tracking_uri(self.tracking_uri)
         self.experiment_id: str = self._experiment(experiment)
-        if run_id is not None:  # continue that run (a resumed job); its params are already set
+        if run_id:  # continue that run (a resumed job); its params are already set
             self.run = self.mlflow.start_run(run_id=run_id)
         else:
             self.run = self.mlflow.start_run(
@@ -109,7 +109,7 @@ class MLflowLogger:
             )
         self.run_id: str = self.run.info.run_id
         self.traces = 0
-        if params and run_id is None:
+        if params and not run_id:
             self.log_params(params)
 
     def _experiment(self, name: str) -> str:

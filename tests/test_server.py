@@ -46,9 +46,12 @@ class Probe(Sandbox):
         if task.id == "bug":
             raise RuntimeError("a bug in the probe's setup")
         self.token = next(Probe._tokens)
+        self.brittle = task.id == "brittle"
 
     def close(self) -> None:
         Probe.closed.add(self.token)
+        if self.brittle:
+            raise RuntimeError("the probe's close failed")
 
 
 @tool
@@ -65,7 +68,12 @@ PROBE = Scenario(
     id=PROBE_ID,
     system_prompt="Ping.",
     tools=[ping],
-    tasks=[Task("ok", "Ping it."), Task("infra", "Ping it."), Task("bug", "Ping it.")],
+    tasks=[
+        Task("ok", "Ping it."),
+        Task("infra", "Ping it."),
+        Task("bug", "Ping it."),
+        Task("brittle", "Ping it."),
+    ],
     sandbox=Probe,
     reward=_zero,
     evaluate=_zero,
@@ -369,6 +377,30 @@ def test_idle_envs_are_reaped_on_the_next_request(server: RolloutServer) -> None
     recent.step(call("ping"))  # still live
     idle.close()
     recent.close()
+
+
+def test_a_close_that_fails_does_not_leak_the_other_envs(
+    probe: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    def tokens(url: str, tasks: list[str]) -> list[int]:
+        found = []
+        for task in tasks:
+            env_id = create(url, probe)
+            request(url, "POST", f"/envs/{env_id}/reset", {"options": {"task_id": task}})
+            answer = request(url, "POST", f"/envs/{env_id}/step", {"action": call("ping")})[1]
+            found.append(json.loads(answer["observation"][1]["content"]))
+        return found
+
+    with running(make_server([probe], port=0)) as server:
+        now = [1000.0]
+        server.app.envs.clock = lambda: now[0]
+        reaped = tokens(server.url, ["brittle", "ok", "brittle", "ok"])
+        now[0] += server.app.envs.idle_timeout_s + 1
+        assert request(server.url, "GET", "/health")[0] == 200  # the reaping request still works
+        assert set(reaped) <= Probe.closed and len(server.app.envs) == 0
+        stopped = tokens(server.url, ["brittle", "ok", "brittle", "ok"])
+    assert set(stopped) <= Probe.closed  # stopping the server closed every one
+    assert capfd.readouterr().err.count("simenv serve: closing environment") == 4
 
 
 def test_closing_the_server_closes_every_env(probe: str) -> None:

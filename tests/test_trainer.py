@@ -254,26 +254,36 @@ def test_a_killed_run_resumes_without_lost_or_repeated_steps(tmp_path: Path) -> 
 
     assert numbers(cut_rows) == numbers(whole_rows)
     assert (cut / "mlflow_run_id").read_text() == run_id  # the same MLflow run continued
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    history = client.get_metric_history(run_id, "episode/reward")
+    assert sorted(m.step for m in history) == [0, 1, 2, 3]  # steps played again: logged once
     assert not (cut / "checkpoint.tmp").exists() and not (cut / "checkpoint.old").exists()
 
 
 def test_a_checkpoint_swap_cut_short_falls_back_to_the_previous_one(tmp_path: Path) -> None:
-    from trainer.train import find_checkpoint, read_metrics, save_checkpoint
+    from trainer.train import checkpoint_step, find_checkpoint, read_metrics, save_checkpoint
 
     model = torch.nn.Linear(2, 2)
-    model.save_pretrained = lambda path: Path(path).mkdir(parents=True)  # type: ignore[attr-defined]
+    model.save_pretrained = lambda path, **_: Path(path).mkdir(parents=True)  # type: ignore[attr-defined]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     ckpt = tmp_path / "checkpoint"
     save_checkpoint(ckpt, model, optimizer, 3)
     save_checkpoint(ckpt, model, optimizer, 4)
     assert find_checkpoint(ckpt) == ckpt and (ckpt / "step").read_text() == "4"
-    # killed between the two renames: only PATH.old (step 4) and a complete PATH.tmp remain
+    # killed between the two renames: PATH.old (step 4) and the next one, complete, in PATH.tmp
     ckpt.rename(tmp_path / "checkpoint.old")
-    (tmp_path / "checkpoint.tmp").mkdir()
-    assert find_checkpoint(ckpt) == tmp_path / "checkpoint.old"
+    save_checkpoint(tmp_path / "next", model, optimizer, 5)
+    (tmp_path / "next").rename(tmp_path / "checkpoint.tmp")
+    found = find_checkpoint(ckpt)
+    assert found == tmp_path / "checkpoint.old" and checkpoint_step(found) == 4
     # killed while writing: a PATH.tmp without state.pt is never used
     (tmp_path / "checkpoint.old").rename(tmp_path / "gone")
+    (tmp_path / "checkpoint.tmp" / "state.pt").unlink()
     assert find_checkpoint(ckpt) is None
+    save_checkpoint(ckpt, model, optimizer, 6)  # the next save clears the half-written one
+    assert checkpoint_step(ckpt) == 6 and not (tmp_path / "checkpoint.tmp").exists()
 
     metrics = tmp_path / "metrics.jsonl"
     rows = [
@@ -286,6 +296,19 @@ def test_a_checkpoint_swap_cut_short_falls_back_to_the_previous_one(tmp_path: Pa
     assert read_metrics(metrics, 1) == rows[:3]  # after the checkpoint's step: played again
     assert metrics.read_text().count("\n") == 3
     assert read_metrics(metrics, None) == [] and metrics.read_text() == ""
+
+
+def test_a_full_fine_tune_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    """lora_rank=0: the checkpoint holds every weight; a resumed run ends as a whole one does."""
+    from trainer.train import train
+
+    sizes = {"steps": 2, "sft_steps": 0, "group_size": 2, "batch_tasks": 2, "eval_samples": 1}
+    sizes.update(eval_every=100, checkpoint_every=1, max_new_tokens=12, lora_rank=0, lr=1e-3)
+    train(TrainConfig(out=str(tmp_path / "whole"), **sizes))
+    train(TrainConfig(out=str(tmp_path / "cut"), **{**sizes, "steps": 1}))
+    train(TrainConfig(out=str(tmp_path / "cut"), **sizes))
+    weights = Path("checkpoint") / "adapter" / "model.safetensors"
+    assert (tmp_path / "cut" / weights).read_bytes() == (tmp_path / "whole" / weights).read_bytes()
 
 
 def test_training_on_a_rollout_server_equals_training_in_process(tmp_path: Path) -> None:

@@ -78,9 +78,11 @@ def train(
     checkpoint = find_checkpoint(Path(cfg.out) / "checkpoint")
     if checkpoint is not None and not (Path(cfg.out) / "base").exists():
         checkpoint = None  # killed before its first checkpoint: the run starts over
+    replayed = -1  # the last RL step the killed run logged; the resumed run plays it again
     if checkpoint is not None:
         step = checkpoint_step(checkpoint) + 1
         out.print(f"resuming {cfg.out} at step {step} (delete the folder to start over)")
+        replayed = _last_logged_step(Path(cfg.out) / "metrics.jsonl")
 
     tracker: Any = None
     try:  # MLflow when it is installed (the `mlflow` extra)
@@ -88,26 +90,32 @@ def train(
 
         # A run resumed from its checkpoint keeps logging to the MLflow run it started.
         run_file = Path(cfg.out) / "mlflow_run_id"
-        resumed = run_file.exists() and checkpoint is not None
+        earlier = run_file.read_text().strip() if run_file.exists() else ""
         from mlflow.exceptions import MlflowException
 
         try:
             tracker = MLflowLogger(
                 run_name=f"train {cfg.out}",
                 params=cfg.to_dict(),
-                run_id=run_file.read_text().strip() if resumed else None,
+                run_id=earlier if earlier and checkpoint is not None else None,
             )
         except MlflowException:  # that run is not in this tracking store: start a new one
             tracker = MLflowLogger(run_name=f"train {cfg.out}", params=cfg.to_dict())
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
-        run_file.write_text(tracker.run_id)
+        written = run_file.with_name(run_file.name + ".tmp")
+        written.write_text(tracker.run_id)
+        written.replace(run_file)
     except ImportError:
         pass
+    # Steps after the checkpoint that the killed run already sent to the same MLflow run are
+    # played again with the same numbers: MLflow keeps them once.
+    continued = tracker is not None and tracker.run_id == earlier
 
     def log(values: dict[str, float], step: int) -> None:
         shown = {k: round(v, 3) for k, v in values.items() if not k.startswith("perf")}
         out.print(f"[dim]step {step:>4}[/] {shown}")
-        if tracker is not None:
+        again = continued and 0 <= step <= replayed and "episode/reward" in values
+        if tracker is not None and not again:
             tracker.log(values, step)
 
     try:
@@ -129,7 +137,22 @@ def train(
     out.print(f"learning curve: {result.get('curve')}; everything in {result['out']}")
 
 
+def _last_logged_step(metrics: Path) -> int:
+    """The last RL step in ``metrics.jsonl`` (-1 if none), read before the run trims the file."""
+    last = -1
+    for line in metrics.read_text().splitlines() if metrics.exists() else ():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if "episode/reward" in row:
+            last = max(last, int(row["step"]))
+    return last
+
+
 def _brief(metrics: dict[str, float]) -> str:
+    if not metrics:
+        return "(not recorded: metrics.jsonl lost that row)"
     return ", ".join(f"{k.removeprefix('eval/')}={v:.3f}" for k, v in metrics.items())
 
 

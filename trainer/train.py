@@ -17,12 +17,13 @@ Everything is logged to ``OUT/metrics.jsonl`` and the terminal, and to MLflow wh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,19 @@ def warm_start(model: Any, policy: HF, cfg: TrainConfig, samples: list[Sample], 
             log({"sft/loss": float(loss.detach())}, step)
 
 
+def environments(cfg: TrainConfig, scenario: simenv.Scenario) -> Any:
+    """Where one ``run()`` plays its episodes: a pool on ``cfg.env_server``, or this process.
+
+    A server pool lives for one call and deletes its environments at the end, so pools of
+    several scenarios never hold the server's slots at once.
+    """
+    if not cfg.env_server:
+        return contextlib.nullcontext(None)
+    from simenv.server import RemotePool
+
+    return RemotePool(cfg.env_server, scenario)
+
+
 # ----------------------------------------------------------------------------- evaluation
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k: ``1 - C(n-c, k) / C(n, k)``."""
@@ -148,7 +162,6 @@ def evaluate(
     policy: HF,
     scenarios: Sequence[simenv.Scenario],
     cfg: TrainConfig,
-    pools: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Success rate and pass@k on every eval task, ``eval_samples`` samples each, fixed seeds."""
     metrics: dict[str, float] = {}
@@ -161,7 +174,8 @@ def evaluate(
             for i, t in enumerate(tasks)
             for g in range(cfg.eval_samples)
         ]
-        episodes = run(s, policy, jobs, batch_size=len(jobs), pool=(pools or {}).get(s.id))
+        with environments(cfg, s) as pool:
+            episodes = run(s, policy, jobs, batch_size=len(jobs), pool=pool)
         wins: dict[str, int] = {}
         for e in episodes:
             wins[e.task_id] = wins.get(e.task_id, 0) + int(e.success)
@@ -184,12 +198,8 @@ def rollout_batch(
     cfg: TrainConfig,
     rng: random.Random,
     step: int,
-    pools: Mapping[str, Any] | None = None,
 ) -> list[Episode]:
-    """Draw tasks from the mixture and play ``group_size`` episodes of each.
-
-    ``pools`` maps a scenario id to where its environments live (default: this process).
-    """
+    """Draw tasks from the mixture and play ``group_size`` episodes of each."""
     weights = list(cfg.weights) or [1.0] * len(scenarios)
     chosen = rng.choices(range(len(scenarios)), weights=weights, k=cfg.batch_tasks)
     episodes: list[Episode] = []
@@ -205,7 +215,8 @@ def rollout_batch(
             for i, (t, seed) in enumerate(zip(tasks, seeds, strict=True))
             for g in range(cfg.group_size)
         ]
-        episodes += run(s, policy, jobs, batch_size=len(jobs), pool=(pools or {}).get(s.id))
+        with environments(cfg, s) as pool:
+            episodes += run(s, policy, jobs, batch_size=len(jobs), pool=pool)
     return episodes
 
 
@@ -308,7 +319,10 @@ def save_checkpoint(path: Path, model: Any, optimizer: Any, step: int) -> None:
     tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp / "adapter")
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(tmp / "adapter")
+    else:  # every weight trained: one file, which load_checkpoint reads back
+        model.save_pretrained(tmp / "adapter", max_shard_size="10000GB")
     (tmp / "step").write_text(str(step))
     torch.save(
         {
@@ -355,7 +369,17 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any) -> int:
     if adapter.exists():
         set_peft_model_state_dict(model, load_file(str(adapter)))
     else:  # no LoRA: every weight was trained (a tied output layer is saved once)
-        model.load_state_dict(load_file(str(path / "adapter" / "model.safetensors")), strict=False)
+        saved = load_file(str(path / "adapter" / "model.safetensors"))
+        result = model.load_state_dict(saved, strict=False)
+        current = model.state_dict()
+        loaded = {current[k].data_ptr() for k in saved if k in current}
+        missing = [k for k in result.missing_keys if current[k].data_ptr() not in loaded]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"{path}: the checkpoint does not fit the model (missing {missing[:5]}, "
+                f"unexpected {result.unexpected_keys[:5]}); resume with the settings it was "
+                "written with, or delete the output folder to start over"
+            )
     state = torch.load(path / "state.pt", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -380,7 +404,9 @@ def read_metrics(path: Path, last_step: int | None) -> list[dict[str, Any]]:
                 break  # a line cut short by the kill; nothing after it was written
         ends = [i for i, r in enumerate(rows) if "episode/reward" in r and r["step"] == last_step]
         rows = rows[: ends[-1] + 1] if ends else []
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)  # a kill now leaves the old file or the new one, never half of it
     return rows
 
 
@@ -404,7 +430,6 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     last_step = checkpoint_step(checkpoint) if checkpoint else None
     history = read_metrics(out / "metrics.jsonl", last_step)
     metrics_file = (out / "metrics.jsonl").open("a")
-    pools: dict[str, Any] = {}
 
     def record(values: dict[str, float], step: int) -> None:
         row = {"step": step, **values}
@@ -423,10 +448,6 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             else ("cpu" if cfg.device == "auto" else cfg.device)
         )
         scenarios = [simenv.load_scenario(s) for s in cfg.scenarios]
-        if cfg.env_server:  # the environments live on a rollout server (simenv serve)
-            from simenv.server import RemotePool
-
-            pools.update({s.id: RemotePool(cfg.env_server, s) for s in scenarios})
         if resuming:
             model, tokenizer = load(base_dir, device=device)
         else:
@@ -441,7 +462,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {"out": str(out)}
         if not resuming:
             if cfg.sft_steps:
-                result["before_warm_start"] = evaluate(sampler, scenarios, cfg, pools)
+                result["before_warm_start"] = evaluate(sampler, scenarios, cfg)
                 record({f"{k}": v for k, v in result["before_warm_start"].items()}, -2)
                 warm_start(
                     model, sampler, cfg, sft_samples(oracle_episodes(scenarios, 2), sampler), record
@@ -454,11 +475,11 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
         start = load_checkpoint(checkpoint, model, optimizer) if checkpoint else 0
         result["model"] = describe(model)
-        before = _evaluation_at(history, -1) if resuming else None
-        if before is None:
-            before = evaluate(sampler, scenarios, cfg, pools)
-            record(before, -1)
-        result["before"] = before
+        if resuming:  # what the run measured before RL, read back (empty if that row is gone)
+            result["before"] = _evaluation_at(history, -1) or {}
+        else:
+            result["before"] = evaluate(sampler, scenarios, cfg)
+            record(result["before"], -1)
         warm = _evaluation_at(history, -2) if resuming else None
         if warm is not None:
             result["before_warm_start"] = warm
@@ -472,7 +493,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             sampler.reseed(cfg.seed * 7919 + step)
             for group in optimizer.param_groups:  # a function of the step: resumes exactly
                 group["lr"] = learning_rate(cfg, step)
-            episodes = rollout_batch(sampler, scenarios, cfg, rng, step, pools)
+            episodes = rollout_batch(sampler, scenarios, cfg, rng, step)
             valid = [e for e in episodes if e.valid]
             rewards = torch.tensor([e.reward for e in valid])
             groups = torch.tensor([e.metadata["job"]["task_index"] for e in valid])
@@ -496,19 +517,17 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
                 }
             )
             if (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
-                stats.update(evaluate(sampler, scenarios, cfg, pools))
+                stats.update(evaluate(sampler, scenarios, cfg))
             record(stats, step)
             if (step + 1) % cfg.checkpoint_every == 0:
                 save_checkpoint(out / "checkpoint", model, optimizer, step)
-        result["after"] = evaluate(sampler, scenarios, cfg, pools)
+        result["after"] = evaluate(sampler, scenarios, cfg)
         record(result["after"], cfg.steps)
         if cfg.lora_rank > 0:
             model.save_pretrained(out / "adapter")
         save_checkpoint(out / "checkpoint", model, optimizer, cfg.steps - 1)
     finally:
         metrics_file.close()
-        for pool in pools.values():
-            pool.close()
     result["curve"] = str(plot_curve(history, out / "learning_curve.png"))
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return result

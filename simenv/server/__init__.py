@@ -9,7 +9,7 @@ Standard library only.
 =======  ========================  =====================================================
 method   path                      what it does
 =======  ========================  =====================================================
-GET      /health                   ``{"ok": true, "simenv": VERSION}``
+GET      /health                   ``{"ok": true, "simenv": VERSION, "max_envs", "live"}``
 GET      /scenarios                the served scenarios: tools, max_turns, split sizes
 POST     /envs                     create an environment of a served scenario
 POST     /envs/ENV_ID/reset        ``reset(seed=..., options=...)``

@@ -13,8 +13,10 @@ short type name and a message that says what happened and how to fix it.
 from __future__ import annotations
 
 import secrets
+import sys
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -214,7 +216,7 @@ class EnvTable:
                     "start it with a longer --idle-timeout if clients pause that long)",
                 )
         for entry in idle:
-            self._close(entry)
+            self._close_quietly(entry)
         return len(idle)
 
     def close_all(self) -> None:
@@ -224,9 +226,17 @@ class EnvTable:
             entries = list(self._live.values())
             self._live.clear()
         for entry in entries:
-            self._close(entry)
+            self._close_quietly(entry)
 
     # ------------------------------------------------------------------ internals
+    def _close_quietly(self, entry: LiveEnv) -> None:
+        """Close ``entry``; a failure is printed, never raised, so the others still close."""
+        try:
+            self._close(entry)
+        except Exception:  # a sandbox whose close() fails must not leak the rest
+            print(f"simenv serve: closing environment {entry.env_id} failed:", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+
     def _close(self, entry: LiveEnv) -> None:
         with entry.lock:
             if not entry.closed:

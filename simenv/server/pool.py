@@ -135,7 +135,11 @@ class RemotePool:
         value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        try:
+            self.close()
+        except InfraError:
+            if kind is None:
+                raise  # else the error that ended the block is the one to see
 
 
 def _capacity(base_url: str, timeout_s: float) -> int:
