@@ -14,6 +14,7 @@ pytest.importorskip("peft")
 import simenv  # noqa: E402
 from simenv.policies import HF  # noqa: E402
 from simenv.runner import Job, run  # noqa: E402
+from simenv.server import make_server  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.models import build_tiny, load, token_logprobs, with_lora  # noqa: E402
 from trainer.samples import collate, episode_samples, is_prefix_preserving  # noqa: E402
@@ -315,7 +316,6 @@ def test_training_on_a_rollout_server_equals_training_in_process(tmp_path: Path)
     """`env_server`: the RL rollouts and evaluations play on `simenv serve`'s environments."""
     import threading
 
-    from simenv.server import make_server
     from trainer.train import train
 
     sizes = {"steps": 2, "sft_steps": 2, "group_size": 2, "batch_tasks": 2, "eval_samples": 1}
@@ -345,3 +345,29 @@ def test_training_on_a_rollout_server_equals_training_in_process(tmp_path: Path)
     assert there["before"] == here["before"] and there["after"] == here["after"]
     adapter = Path("adapter") / "adapter_model.safetensors"
     assert (tmp_path / "there" / adapter).read_bytes() == (tmp_path / "here" / adapter).read_bytes()
+
+
+def test_server_pools_of_several_scenarios_share_a_small_server() -> None:
+    """Each run's pool gives its slots back, so a mixture never runs the server out of them."""
+    import threading
+
+    from simenv.policies import Oracle
+    from simenv.runner import plan_jobs
+    from trainer.train import environments
+
+    ids = [SCENARIO, "support/Refunds-v1"]
+    server = make_server(ids, port=0, max_envs=4, oracle=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cfg = TrainConfig(scenarios=tuple(ids), env_server=server.url)
+        for _ in range(2):
+            for scenario in map(simenv.load_scenario, ids):
+                with environments(cfg, scenario) as pool:
+                    episodes = run(scenario, Oracle(), plan_jobs(scenario, limit=6), pool=pool)
+                assert len(episodes) == 6 and all(e.success for e in episodes)
+                assert len(server.app.envs) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
