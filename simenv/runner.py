@@ -176,6 +176,22 @@ class EnvPool(Protocol):
         ...
 
 
+def _step_env(env: gym.Env[list[Message], Action], action: Action) -> StepResult:
+    observation, _, terminated, truncated, _ = env.step(action)
+    return StepResult(observation, terminated or truncated)
+
+
+def step_envs(
+    envs: Sequence[gym.Env[list[Message], Action]],
+    actions: Sequence[Action],
+    threads: ThreadPoolExecutor | None = None,
+) -> list[StepResult]:
+    """Step each environment with its action; on ``threads`` at once when there are several."""
+    if threads is None or len(envs) == 1:
+        return [_step_env(env, action) for env, action in zip(envs, actions, strict=True)]
+    return list(threads.map(_step_env, envs, actions))
+
+
 class LocalPool:
     """Environments in this process; blocking tool calls run in a thread pool."""
 
@@ -208,15 +224,9 @@ class LocalPool:
         conversation = Conversation(list(observation), info, base)
         return env, conversation
 
-    def _step(self, env: gym.Env[list[Message], Action], action: Action) -> StepResult:
-        observation, _, terminated, truncated, _ = env.step(action)
-        return StepResult(observation, terminated or truncated)
-
     def step(self, handles: Sequence[Any], actions: Sequence[Action]) -> list[StepResult]:
         """Step every environment, concurrently when the pool has threads."""
-        if self._threads is None or len(handles) == 1:
-            return [self._step(env, action) for env, action in zip(handles, actions, strict=True)]
-        return list(self._threads.map(self._step, handles, actions))
+        return step_envs(handles, actions, self._threads)
 
     def finish(self, handle: Any, policy: dict[str, Any], deadline_hit: bool) -> Episode:
         """Score the episode if the deadline cut it, and recycle the environment."""

@@ -24,7 +24,7 @@ from typing import Any
 
 from simenv.errors import InfraError
 from simenv.policies.base import Conversation
-from simenv.runner import Job, StepResult
+from simenv.runner import Job, StepResult, step_envs
 from simenv.scenario import Scenario
 from simenv.server.client import RemoteEnv
 from simenv.types import Action, Episode
@@ -88,16 +88,9 @@ class RemotePool:
         self._all.append(env)
         return env
 
-    @staticmethod
-    def _step(env: RemoteEnv, action: Action) -> StepResult:
-        observation, _, terminated, truncated, _ = env.step(action)
-        return StepResult(observation, terminated or truncated)
-
     def step(self, handles: Sequence[Any], actions: Sequence[Action]) -> list[StepResult]:
         """Step every environment, the requests in flight at once."""
-        if self._threads is None or len(handles) == 1:
-            return [self._step(env, action) for env, action in zip(handles, actions, strict=True)]
-        return list(self._threads.map(self._step, handles, actions))
+        return step_envs(handles, actions, self._threads)
 
     def finish(self, handle: Any, policy: dict[str, Any], deadline_hit: bool) -> Episode:
         """End the episode on the server if the deadline cut it; fetch its record."""
