@@ -84,6 +84,11 @@ def floor_steps(n: int) -> float:
 def env_steps(n: int, chunk: int = 1000, wrapped: bool = True) -> float:
     """Seconds per ``step`` on the trivial scenario, through ``simenv.make`` or bare."""
     env = simenv.make(TRIVIAL) if wrapped else simenv.MultiTurnEnv(TRIVIAL)
+    return timed_steps(env, n, chunk)
+
+
+def timed_steps(env: Any, n: int, chunk: int = 1000) -> float:
+    """Seconds per ``step`` of ACTION (an episode is reset every ``chunk`` steps, off the clock)."""
     total = 0.0
     done = 0
     while done < n:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import gymnasium as gym
 from _report import machine, write_section
-from env_step import ACTION, TRIVIAL
+from env_step import TRIVIAL, timed_steps
 
 import simenv
 from simenv.server import RemoteEnv
@@ -64,19 +64,6 @@ def served() -> Iterator[str]:
         finally:
             proc.send_signal(signal.SIGINT)
             proc.communicate(timeout=60)
-
-
-def steps(env: Env, n: int, chunk: int = 1000) -> float:
-    """Seconds per ``step`` (an episode is reset every ``chunk`` steps, off the clock)."""
-    total, done = 0.0, 0
-    while done < n:
-        env.reset(seed=done)
-        start = time.perf_counter()
-        for _ in range(min(chunk, n - done)):
-            env.step(ACTION)
-        total += time.perf_counter() - start
-        done += chunk
-    return total / n
 
 
 def resets(env: Env, n: int) -> float:
@@ -138,10 +125,10 @@ def main() -> None:
     }
     with served() as url:
         with RemoteEnv(url, TRIVIAL.id) as remote:
-            steps(local, 1000), steps(remote, 200)  # warm-up
+            timed_steps(local, 1000), timed_steps(remote, 200)  # warm-up
             for _ in range(args.rounds):
-                times["local"].append(steps(local, args.steps))
-                times["remote"].append(steps(remote, args.steps))
+                times["local"].append(timed_steps(local, args.steps))
+                times["remote"].append(timed_steps(remote, args.steps))
                 times["local_reset"].append(resets(local, args.steps // 5))
                 times["remote_reset"].append(resets(remote, args.steps // 5))
         runs = whole_runs(url, args.episodes)  # every slot of the server free for the pool

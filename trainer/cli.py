@@ -73,11 +73,9 @@ def train(
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
 
-    from trainer.train import checkpoint_step, find_checkpoint
+    from trainer.train import checkpoint_step, resume_point
 
-    checkpoint = find_checkpoint(Path(cfg.out) / "checkpoint")
-    if checkpoint is not None and not (Path(cfg.out) / "base").exists():
-        checkpoint = None  # killed before its first checkpoint: the run starts over
+    checkpoint = resume_point(Path(cfg.out))
     replayed = -1  # the last RL step the killed run logged; the resumed run plays it again
     if checkpoint is not None:
         step = checkpoint_step(checkpoint) + 1

@@ -353,6 +353,11 @@ def find_checkpoint(path: Path) -> Path | None:
     return None
 
 
+def resume_point(out: Path) -> Path | None:
+    """The checkpoint a run in ``out`` resumes from (none before its base model was saved)."""
+    return find_checkpoint(out / "checkpoint") if (out / "base").exists() else None
+
+
 def checkpoint_step(path: Path) -> int:
     """The last step a checkpoint holds (read without loading the optimizer state)."""
     if (path / "step").exists():
@@ -425,7 +430,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     base_dir = out / "base"
-    checkpoint = find_checkpoint(out / "checkpoint") if base_dir.exists() else None
+    checkpoint = resume_point(out)
     resuming = checkpoint is not None
     last_step = checkpoint_step(checkpoint) if checkpoint else None
     history = read_metrics(out / "metrics.jsonl", last_step)
