@@ -264,7 +264,12 @@ def test_a_killed_run_resumes_without_lost_or_repeated_steps(tmp_path: Path) -> 
 
 
 def test_a_checkpoint_swap_cut_short_falls_back_to_the_previous_one(tmp_path: Path) -> None:
-    from trainer.train import checkpoint_step, find_checkpoint, read_metrics, save_checkpoint
+    from trainer.checkpoints import (
+        checkpoint_step,
+        find_checkpoint,
+        read_metrics,
+        save_checkpoint,
+    )
 
     model = torch.nn.Linear(2, 2)
     model.save_pretrained = lambda path, **_: Path(path).mkdir(parents=True)  # type: ignore[attr-defined]

@@ -6,75 +6,95 @@ commands when the trainer's dependencies are installed. torch is imported inside
 
 from __future__ import annotations
 
+import inspect
 import json
+import typing
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 out = Console()
 err = Console(stderr=True)
 
+_FIELDS_PANEL = "Training options (TrainConfig fields; --set name=value sets them too)"
 
-def train(
-    scenarios: Annotated[
-        list[str] | None, typer.Argument(help="Scenario ids or files (default: support/Triage-v1).")
-    ] = None,
-    weights: Annotated[
-        str | None, typer.Option(help="Comma-separated sampling weight per scenario.")
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="Model directory, or tiny.")] = None,
-    loss: Annotated[str | None, typer.Option(help="ppo, cispo or importance_sampling.")] = None,
-    advantage: Annotated[str | None, typer.Option(help="grpo, dr_grpo or rloo.")] = None,
-    group_size: Annotated[int | None, typer.Option(help="Episodes per task (the group).")] = None,
-    batch_tasks: Annotated[int | None, typer.Option(help="Tasks per batch.")] = None,
-    steps: Annotated[int | None, typer.Option(help="RL batches.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate of the RL phase.")] = None,
-    lora_rank: Annotated[int | None, typer.Option(help="LoRA rank; 0 trains every weight.")] = None,
-    sft_steps: Annotated[
-        int | None, typer.Option(help="Warm-start steps on oracle episodes.")
-    ] = None,
-    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of everything.")] = None,
-    out_dir: Annotated[str | None, typer.Option("--out", help="Output directory.")] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="JSON file with any TrainConfig fields; options win.")
-    ] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Any other field, as name=value; repeatable.")
-    ] = None,
-) -> None:
-    """Train a policy on scenarios with RL (GRPO/RLOO advantages, PPO/CISPO/IS losses, LoRA)."""
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _dashed(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def train(**given: Any) -> None:
+    """Train a policy on scenarios with RL (GRPO/RLOO advantages, PPO/CISPO/IS losses, LoRA).
+
+    Every option but --config and --set is a field of trainer.config.TrainConfig, its help that
+    field's docstring; --set name=value sets any field too.
+    """
     from trainer.config import TrainConfig
-    from trainer.train import train as run_training
 
-    overrides: dict[str, Any] = {
-        "scenarios": tuple(scenarios) if scenarios else None,
-        "weights": tuple(float(w) for w in weights.split(",")) if weights else None,
-        "model": model, "loss": loss, "advantage": advantage, "group_size": group_size,
-        "batch_tasks": batch_tasks, "steps": steps, "lr": lr, "lora_rank": lora_rank,
-        "sft_steps": sft_steps, "temperature": temperature, "seed": seed, "out": out_dir,
-    }  # fmt: skip
-    defaults = TrainConfig()
-    for item in set_ or []:
-        name, _, value = item.partition("=")
-        if not hasattr(defaults, name):
-            err.print(f"[bold red]error:[/] --set {name}: no such field; see TrainConfig")
-            raise typer.Exit(2)
-        kind = type(getattr(defaults, name))
-        overrides[name] = tuple(value.split(",")) if kind is tuple else kind(value)
+    config: Path | None = given.pop("config")
+    assignments: list[str] = given.pop("set_") or []
+    kinds = TrainConfig.field_types()
+    overrides: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:  # not given: the config file's value or the default
+            continue
+        if name == "scenarios":
+            overrides[name] = tuple(value)
+        elif typing.get_origin(kinds[name]) is tuple:  # --weights 3,1: comma-separated
+            try:
+                overrides[name] = TrainConfig.parse_field(name, value)
+            except ValueError as exc:
+                raise _fail(f"--{_dashed(name)} {value}: {exc}") from None
+        else:  # click has already converted it to the field's type
+            overrides[name] = value
+    extra: dict[str, Any] = {}
+    for item in assignments:  # converted to each field's type, or exit 2 before any work
+        try:
+            extra.update(TrainConfig.from_strings([item]))
+        except ValueError as exc:
+            raise _fail(f"--set {item}: {exc}") from None
+    for name in sorted(set(extra) & set(overrides)):
+        if extra[name] != overrides[name]:
+            raise _fail(
+                f"--{_dashed(name)} and --set {name}=... both set {name}, to different values;"
+                " give one"
+            )
+    overrides.update(extra)
     try:
         if config is not None:
             cfg = TrainConfig.from_file(config, **overrides)
         else:
-            cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+            cfg = TrainConfig(**overrides)
     except (ValueError, TypeError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot read --config {config}: {exc}") from None
 
-    from trainer.train import checkpoint_step, resume_point
+    import torch
 
+    from trainer.checkpoints import checkpoint_step, resume_point
+    from trainer.runtime import (
+        describe_runtime,
+        quiet_library_warnings,
+        resolve_device,
+        runtime_info,
+    )
+    from trainer.train import train as run_training
+
+    quiet_library_warnings()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    # What the numbers below were computed with: float kernels differ between machines.
+    out.print(f"simenv train on {describe_runtime(runtime_info(resolve_device(cfg.device)))}")
     checkpoint = resume_point(Path(cfg.out))
     replayed = -1  # the last RL step the killed run logged; the resumed run plays it again
     if checkpoint is not None:
@@ -132,7 +152,58 @@ def train(
     else:
         out.print(f"before RL:              {_brief(result['before'])}")
     out.print(f"after RL:               {_brief(result['after'])}")
-    out.print(f"learning curve: {result.get('curve')}; everything in {result['out']}")
+    curve = result.get("curve") or "not drawn (needs matplotlib)"
+    out.print(f"learning curve: {curve}; everything in {result['out']}")
+
+
+def _train_parameters() -> list[inspect.Parameter]:
+    """``simenv train``'s parameters: one per TrainConfig field, then --config and --set.
+
+    A field ``name`` is the option ``--name-with-dashes`` of the field's type, its help the
+    field's docstring and its shown default the field's default; each option's value is None
+    when not given, so the config file or the default applies. ``scenarios`` is the positional
+    SCENARIOS; other tuple fields (``weights``) take comma-separated items.
+    """
+    from trainer.config import TrainConfig
+
+    docs = TrainConfig.help()
+    kinds = TrainConfig.field_types()
+    assert not {"config", "set_"} & set(kinds), "a TrainConfig field shadows --config or --set"
+    annotations: dict[str, Any] = {}
+    for f in fields(TrainConfig):
+        kind, default = kinds[f.name], typing.cast(Any, f.default)
+        text = " ".join(docs.get(f.name, "").split())  # one paragraph
+        if typing.get_origin(kind) is tuple:
+            shown = ",".join(map(str, default))
+        else:
+            shown = "" if default is MISSING else str(default)
+        if typing.get_origin(kind) is tuple and f.name != "scenarios":
+            kind, text = str, text + " Comma-separated."
+        text += f" [default: {shown}]" if shown else ""
+        text = escape(text)  # the help is rich markup: brackets in a docstring stay as written
+        if f.name == "scenarios":
+            argument = typer.Argument(help=text, show_default=False)
+            annotations[f.name] = Annotated[list[str] | None, argument]
+            continue
+        flag = f"--{_dashed(f.name)}"
+        if kind is bool:
+            flag += f"/--no-{_dashed(f.name)}"
+        option = typer.Option(flag, help=text, show_default=False, rich_help_panel=_FIELDS_PANEL)
+        annotations[f.name] = Annotated[kind | None, option]
+    config = typer.Option(help="JSON file of TrainConfig fields; options and --set win.")
+    assignments = typer.Option(
+        "--set", help="Any field as name=value (e.g. kl_coef=0.02, weights=3,1); repeatable."
+    )
+    annotations["config"] = Annotated[Path | None, config]
+    annotations["set_"] = Annotated[list[str] | None, assignments]
+    return [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+        for name, kind in annotations.items()
+    ]
+
+
+# typer reads a command's options from its signature: train's is built from TrainConfig.
+train.__signature__ = inspect.Signature(_train_parameters(), return_annotation=None)  # type: ignore[attr-defined]
 
 
 def _last_logged_step(metrics: Path) -> int:
@@ -164,6 +235,5 @@ def export(
     try:
         written = export_run(run_dir, dest)
     except FileNotFoundError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
-    out.print(json.dumps({k: str(v) for k, v in written.items()}, indent=2))
+        raise _fail(str(exc)) from None
+    out.print(json.dumps({k: str(v) for k, v in written.items()}, indent=2), soft_wrap=True)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
+import typing
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
-
-from trainer.advantages import ESTIMATORS
-from trainer.losses import LOSSES
 
 __all__ = ["TrainConfig"]
 
@@ -63,10 +63,23 @@ class TrainConfig:
     """Sampling temperature of the rollouts (and of the trainer's logprobs)."""
     max_new_tokens: int = 48
     """Longest completion per turn."""
-    sft_steps: int = 300
-    """Supervised warm-start steps on oracle episodes before RL (0 skips it)."""
+    sft_steps: int = 600
+    """Most supervised warm-start steps on oracle episodes before RL (0 skips the warm start);
+    the learning rate follows a cosine to 0 over them."""
     sft_lr: float = 3e-3
-    """Learning rate of the warm start."""
+    """Peak learning rate of the warm start (reached after sft_warmup steps)."""
+    sft_warmup: int = 30
+    """Warm-start steps over which the learning rate rises linearly to sft_lr."""
+    sft_target: float = 0.6
+    """Stop the warm start once success on the validation slice of the train split reaches
+    this (0: always run sft_steps); RL then starts from a model that is right part of the time."""
+    sft_check_every: int = 10
+    """Warm-start steps between two plays of the validation slice."""
+    sft_check_from: int = 100
+    """First warm-start step that may play the validation slice (a model that cannot yet write
+    a tool call needs no check, and its long, rambling turns make one slow)."""
+    sft_check_samples: int = 8
+    """Samples per validation task (every 4th train task)."""
     sft_batch: int = 32
     """Turns per warm-start step."""
     eval_every: int = 20
@@ -79,6 +92,11 @@ class TrainConfig:
     """Output directory: checkpoints, metrics.jsonl, learning curve, episodes."""
     seed: int = 0
     """Seeds the model, the sampling and the task draws."""
+    threads: int = 0
+    """torch's CPU threads (0: torch's default, one per core)."""
+    init_noise: float = 0.0
+    """Scale every initial weight by (1 + init_noise * N(0, 1)): a deliberate perturbation, to
+    check that a recipe's outcome does not hinge on float rounding (1e-6 is a good probe)."""
     device: str = "auto"
     """cpu, cuda, or auto (cuda when available)."""
     env_server: str = ""
@@ -86,6 +104,12 @@ class TrainConfig:
     evaluations play on; empty: in this process. The warm start's oracle episodes stay local."""
 
     def __post_init__(self) -> None:
+        from trainer.advantages import ESTIMATORS  # torch: not imported with this module, which
+        from trainer.losses import LOSSES  # `simenv` loads to build `simenv train`'s options
+
+        for f in fields(self):  # types first: a JSON file or a caller may pass strings
+            value = _checked(f.name, self.field_types()[f.name], getattr(self, f.name))
+            object.__setattr__(self, f.name, value)  # lists become tuples, ints floats
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, not {self.loss!r}")
         if self.advantage not in ESTIMATORS:
@@ -100,11 +124,27 @@ class TrainConfig:
             raise ValueError("group_size must be at least 2: advantages compare within a group")
         if self.weights and len(self.weights) != len(self.scenarios):
             raise ValueError("give one weight per scenario (or none for equal weights)")
-        for name in ("batch_tasks", "steps", "micro_batch", "updates_per_batch"):
+        if not 0 <= self.sft_target <= 1:
+            raise ValueError("sft_target is a success rate: between 0 (off) and 1")
+        for name in ("batch_tasks", "steps", "micro_batch", "updates_per_batch",
+                     "sft_check_every", "sft_check_samples"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not 0 < self.clip_low <= 1 <= self.clip_high:
             raise ValueError("need 0 < clip_low <= 1 <= clip_high (absolute ratio bounds)")
+        if any(w < 0 for w in self.weights) or (self.weights and not any(self.weights)):
+            raise ValueError(f"weights must be >= 0 and not all 0, not {list(self.weights)}")
+        for name in ("lora_rank", "kl_coef", "tis_cap", "sft_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 turns it off), not {getattr(self, name)}")
+        if self.kl_coef > 0 and self.lora_rank == 0:
+            raise ValueError(
+                f"kl_coef={self.kl_coef} needs a LoRA adapter, and lora_rank=0 trains every "
+                "weight instead: the KL term's reference is the base model, computed by "
+                "disabling the adapter, and a full fine-tune keeps no copy of the base. "
+                "Fix: set lora_rank > 0 (e.g. 16) to keep the KL, or kl_coef=0 to train "
+                "every weight without it."
+            )
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -129,11 +169,135 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{path}: unknown fields {unknown}; known: {sorted(known)}")
         data.update({k: v for k, v in overrides.items() if v is not None})
-        for key in ("scenarios", "weights"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
+        try:
+            return cls(**data)  # __post_init__ checks every value's type (lists become tuples)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{path}: {exc}") from None
+
+    @classmethod
+    def field_types(cls) -> dict[str, Any]:
+        """Field name -> its type (``int``, ``float``, ``bool``, ``str``, ``tuple[float, ...]``)."""
+        return _field_types(cls)
+
+    @classmethod
+    def parse_field(cls, name: str, text: str) -> Any:
+        """The value of field ``name`` written as ``text`` (a command line's ``name=text``).
+
+        ``tuple[float, ...]`` and ``tuple[str, ...]`` fields take comma-separated items (an
+        empty text is the empty tuple); ``bool`` takes true/false/1/0/yes/no.
+
+        Raises:
+            ValueError: no such field, or ``text`` is not a value of its type; the message
+                names the field, the value, the type expected and an example.
+        """
+        kinds = cls.field_types()
+        if name not in kinds:
+            close = difflib.get_close_matches(name, kinds, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"TrainConfig has no field {name!r}{hint} (`simenv train --help`)")
+        kind = kinds[name]
+        items = _item_type(kind)
+        try:
+            if items is None:
+                return _parse_one(kind, text)
+            return tuple(_parse_one(items, t.strip()) for t in text.split(",")) if text else ()
+        except ValueError:
+            example = f"{name}={_example(name, kind)}"
+            raise ValueError(
+                f"{name} must be {_describe(kind)}, not {text!r}; e.g. {example}"
+            ) from None
+
+    @classmethod
+    def from_strings(cls, assignments: Iterable[str]) -> dict[str, Any]:
+        """``["steps=80", "weights=3,1"]`` -> ``{"steps": 80, "weights": (3.0, 1.0)}``."""
+        out: dict[str, Any] = {}
+        for item in assignments:
+            name, eq, text = item.partition("=")
+            if not eq:
+                raise ValueError(f"{item!r} is not name=value (e.g. kl_coef=0.02)")
+            out[name.strip()] = cls.parse_field(name.strip(), text.strip())
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return asdict(self)
+
+
+_TYPES: dict[type, dict[str, Any]] = {}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    if cls not in _TYPES:
+        _TYPES[cls] = typing.get_type_hints(cls)
+    return _TYPES[cls]
+
+
+def _item_type(kind: Any) -> Any:
+    """``X`` for ``tuple[X, ...]``, else None."""
+    if typing.get_origin(kind) is tuple:
+        return typing.get_args(kind)[0]
+    return None
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _parse_one(kind: Any, text: str) -> Any:
+    if kind is bool:
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError(text)
+    if kind in (int, float):
+        return kind(text)  # raises ValueError: "abc", "1.5" for an int, ""
+    if kind is str:
+        return text
+    raise TypeError(f"TrainConfig cannot parse a {kind}")  # a field of a type added later
+
+
+def _describe(kind: Any) -> str:
+    items = _item_type(kind)
+    if items is not None:
+        plural = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
+        return f"a comma-separated list of {plural.get(items, str(items))}"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(kind, str(kind))
+
+
+def _example(name: str, kind: Any) -> str:
+    default: Any = {f.name: f.default for f in fields(TrainConfig)}[name]
+    items = _item_type(kind)
+    if items is not None:
+        shown = default or ((3, 1) if items is float else ("a", "b"))
+        return ",".join(map(str, shown))
+    return str(default).lower() if kind is bool else str(default)
+
+
+def _checked(name: str, kind: Any, value: Any) -> Any:
+    """``value`` as a value of field ``name`` (lists become tuples, ints floats), or TypeError."""
+    items = _item_type(kind)
+    if items is not None and isinstance(value, list | tuple):
+        good = [_ok(items, v) for v in value]
+        if all(good):
+            return tuple(float(v) if items is float else v for v in value)
+    elif items is None and _ok(kind, value):
+        return float(value) if kind is float else value
+    got = type(value).__name__
+    if isinstance(value, list | tuple) and value:
+        got += " of " + "/".join(sorted({type(v).__name__ for v in value}))
+    raise TypeError(
+        f"{name} must be {_describe(kind).replace('comma-separated ', '')}, not {value!r} "
+        f"({got}); e.g. {json.dumps({name: _json_example(name, kind)})[1:-1]} in a --config "
+        f"file, or --set {name}={_example(name, kind)}"
+    )
+
+
+def _json_example(name: str, kind: Any) -> Any:
+    return TrainConfig.parse_field(name, _example(name, kind))
+
+
+def _ok(kind: Any, value: Any) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind) if isinstance(kind, type) else False

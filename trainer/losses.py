@@ -21,6 +21,7 @@ Every function returns ``(loss, stats)``; stats are detached floats for logging.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ import torch
 
 __all__ = [
     "LOSSES",
+    "bind_loss",
     "cispo",
     "importance_sampling",
     "kl_k3",
@@ -168,3 +170,20 @@ LOSSES: dict[str, LossFn] = {
     "importance_sampling": importance_sampling,
 }
 """Policy loss by name (``--loss``)."""
+
+
+def bind_loss(name: str, *, clip_low: float, clip_high: float, cispo_high: float) -> LossFn:
+    """The loss ``name`` with its parameters bound, once, at start-up.
+
+    ``ppo`` clips the ratio to ``[clip_low, clip_high]``; ``cispo`` clips its detached weight
+    to ``[clip_low, cispo_high]`` (no lower bound when ``clip_low`` is 1 or more);
+    ``importance_sampling`` takes none.
+    """
+    params: dict[str, dict[str, Any]] = {
+        "ppo": {"clip_low": clip_low, "clip_high": clip_high},
+        "cispo": {"clip_low": clip_low if clip_low < 1 else None, "clip_high": cispo_high},
+        "importance_sampling": {},
+    }
+    if name not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, not {name!r}")
+    return functools.partial(LOSSES[name], **params[name])

@@ -11,8 +11,9 @@ the completion ids it generated (end-of-turn token included) and their sampling 
 
 The mask is 0 on system, user and tool tokens by construction: they are never completions.
 The reward of each turn lands on the last token of that turn (``rewards``); the episode's
-advantage is broadcast over its completion tokens. Episodes with ``valid = False`` are dropped
-and counted.
+advantage is broadcast over its completion tokens, or, from a per-turn estimator, each turn's
+advantage over that turn's tokens only (``turns`` says which turn generated each token).
+Episodes with ``valid = False`` are dropped and counted.
 """
 
 from __future__ import annotations
@@ -38,8 +39,13 @@ class Sample:
         loss_mask: 1 on generated tokens, 0 elsewhere.
         logprobs: Sampler logprob of each generated token (0 elsewhere).
         rewards: Per-turn reward on the last token of its turn (0 elsewhere).
-        advantage: The episode's advantage.
+        advantage: The episode's advantage (every generated token gets it), unless
+            ``turn_advantages`` is set.
         episode: Index of the episode in its batch.
+        turns: The assistant turn (0-based) each token was generated in; -1 on tokens the
+            policy did not generate.
+        turn_advantages: One advantage per assistant turn of the episode (per-turn
+            estimators): each generated token gets its own turn's, and no other.
     """
 
     input_ids: list[int]
@@ -48,6 +54,17 @@ class Sample:
     rewards: list[float] = field(default_factory=list)
     advantage: float = 0.0
     episode: int = 0
+    turns: list[int] = field(default_factory=list)
+    turn_advantages: list[float] | None = None
+
+    def token_advantages(self) -> list[float]:
+        """The advantage of every token: its turn's, or the episode's; 0 where not generated."""
+        if self.turn_advantages is None:
+            return [self.advantage * m for m in self.loss_mask]
+        return [
+            self.turn_advantages[t] if m and t >= 0 else 0.0
+            for m, t in zip(self.loss_mask, self.turns, strict=True)
+        ]
 
 
 def _turns(episode: Episode) -> list[dict[str, Any]]:
@@ -76,12 +93,13 @@ def episode_samples(episode: Episode, index: int = 0, merge: bool = True) -> lis
         last = turns[-1]
         ids = list(last["prompt_ids"]) + list(last["completion_ids"])
         mask, logprobs, rewards = [0] * len(ids), [0.0] * len(ids), [0.0] * len(ids)
+        owner = [-1] * len(ids)
         for k, turn in enumerate(turns):
             start = len(turn["prompt_ids"])
             for j, lp in enumerate(turn["logprobs"]):
-                mask[start + j], logprobs[start + j] = 1, float(lp)
+                mask[start + j], logprobs[start + j], owner[start + j] = 1, float(lp), k
             rewards[start + len(turn["completion_ids"]) - 1] = step_rewards[k]
-        return [Sample(ids, mask, logprobs, rewards, episode=index)]
+        return [Sample(ids, mask, logprobs, rewards, episode=index, turns=owner)]
     samples = []
     for k, turn in enumerate(turns):
         prompt, completion = list(turn["prompt_ids"]), list(turn["completion_ids"])
@@ -94,6 +112,7 @@ def episode_samples(episode: Episode, index: int = 0, merge: bool = True) -> lis
                 [0.0] * len(prompt) + [float(x) for x in turn["logprobs"]],
                 rewards,
                 episode=index,
+                turns=[-1] * len(prompt) + [k] * len(completion),
             )
         )
     return samples
@@ -146,11 +165,8 @@ def collate(samples: Sequence[Sample], pad_id: int, device: torch.device | str =
     attention = pad([[1] * len(s.input_ids) for s in samples], 0, torch.long)
     mask = pad([s.loss_mask for s in samples], 0, torch.float32)
     logprobs = pad([s.logprobs for s in samples], 0.0, torch.float32)
-    advantages = torch.tensor([s.advantage for s in samples], dtype=torch.float32)[:, None]
+    advantages = pad([s.token_advantages() for s in samples], 0.0, torch.float32)
     return Batch(
-        ids.to(device),
-        attention.to(device),
-        mask.to(device),
-        logprobs.to(device),
-        (advantages * mask).to(device),
-    )
+        ids.to(device), attention.to(device), mask.to(device), logprobs.to(device),
+        advantages.to(device),
+    )  # fmt: skip

@@ -21,23 +21,37 @@ import contextlib
 import json
 import math
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import simenv
 from simenv.policies import HF, Oracle
 from simenv.runner import Job, run
 from simenv.types import Episode
-from trainer.advantages import ESTIMATORS
+from trainer.advantages import ESTIMATORS, Advantages
+from trainer.checkpoints import (
+    checkpoint_step,
+    evaluation_at,
+    load_checkpoint,
+    read_metrics,
+    resume_point,
+    save_checkpoint,
+)
 from trainer.config import TrainConfig
-from trainer.losses import LOSSES, kl_k3, masked_sum, sequence_weights, truncated_is_weight
+from trainer.losses import (
+    LossFn,
+    bind_loss,
+    kl_k3,
+    masked_sum,
+    sequence_weights,
+    truncated_is_weight,
+)
 from trainer.models import CHAT_TEMPLATE, build_tiny, describe, load, token_logprobs, with_lora
+from trainer.runtime import quiet_library_warnings, resolve_device, runtime_info
 from trainer.samples import Sample, collate, episode_samples
 
 Log = Callable[[dict[str, float], int], None]
@@ -91,6 +105,11 @@ def build_model(
     tools = [t.schema() for s in scenarios for t in s.tools]
     corpus = [render(raw_messages(e), tools) for e in oracle_episodes(scenarios, seeds=3)]
     model, tokenizer = build_tiny(corpus, seed=cfg.seed)
+    if cfg.init_noise:
+        noise = torch.Generator().manual_seed(cfg.seed + 1)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1.0 + cfg.init_noise * torch.randn(p.shape, generator=noise))
     return model.to(device), tokenizer
 
 
@@ -122,21 +141,84 @@ def sft_samples(episodes: Sequence[Episode], policy: HF) -> list[Sample]:
     return samples
 
 
-def warm_start(model: Any, policy: HF, cfg: TrainConfig, samples: list[Sample], log: Log) -> None:
-    """Cross-entropy on the gold completions (token mean over each batch)."""
+def warm_start(
+    model: Any,
+    policy: HF,
+    cfg: TrainConfig,
+    samples: list[Sample],
+    scenarios: Sequence[simenv.Scenario],
+    log: Log,
+) -> int:
+    """Cross-entropy on the gold completions (token mean over each batch); returns its steps.
+
+    The learning rate warms up linearly over ``sft_warmup`` steps and then follows a cosine to
+    0 at ``sft_steps``; gradients are clipped to norm 1. Every ``sft_check_every`` steps from
+    step ``sft_check_from`` on, the policy plays a validation slice of the train split
+    (:func:`validation_success`); the warm start stops as soon as that success reaches
+    ``sft_target``. A tiny model's success climbs in steep jumps (a third of the tickets, then
+    two thirds, then all), and where a jump falls depends on float rounding: stopping on what
+    the model does, not on a step count, gives RL the same kind of start on every machine.
+    """
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.sft_lr)
     rng = random.Random(cfg.seed)
     pad = policy.tokenizer.pad_token_id
     device = next(model.parameters()).device
     for step in range(cfg.sft_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = sft_learning_rate(cfg, step)
         batch = collate(rng.sample(samples, min(cfg.sft_batch, len(samples))), pad, device)
         logp = token_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask)
         loss = -masked_sum(logp, batch.loss_mask, batch.num_tokens)
         optimizer.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        if step % 10 == 0 or step == cfg.sft_steps - 1:
-            log({"sft/loss": float(loss.detach())}, step)
+        values = {"sft/loss": float(loss.detach())}
+        check = (
+            cfg.sft_target > 0
+            and step + 1 >= cfg.sft_check_from
+            and (step + 1) % cfg.sft_check_every == 0
+        )
+        if check:
+            values["sft/val_success"] = validation_success(policy, scenarios, cfg)
+        if step % 10 == 0 or check or step == cfg.sft_steps - 1:
+            log(values, step)
+        if check and values["sft/val_success"] >= cfg.sft_target:
+            return step + 1
+    return cfg.sft_steps
+
+
+def sft_learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up over ``sft_warmup`` steps, then a cosine from ``sft_lr`` to 0."""
+    warm = min(cfg.sft_warmup, cfg.sft_steps - 1)
+    if step < warm:
+        return cfg.sft_lr * (step + 1) / warm
+    progress = (step - warm) / max(cfg.sft_steps - warm, 1)
+    return cfg.sft_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def validation_success(policy: HF, scenarios: Sequence[simenv.Scenario], cfg: TrainConfig) -> float:
+    """Success on every 4th train task, ``sft_check_samples`` samples each, fixed seeds.
+
+    The tasks are train tasks (the eval split stays held out for the before/after numbers);
+    their episode seeds (70,000 + i) are ones the warm start's oracle episodes never used, so
+    the starting states (customers' plans, say) are new to the model.
+    """
+    trained_seed = policy.seed
+    policy.reseed(cfg.seed)
+    wins = total = 0
+    for s in scenarios:
+        tasks = list(s.split("train"))[::4]
+        jobs = [
+            Job(t.id, 70_000 + i, i, g)
+            for i, t in enumerate(tasks)
+            for g in range(cfg.sft_check_samples)
+        ]
+        episodes = run(s, policy, jobs, batch_size=len(jobs))
+        wins += sum(e.success for e in episodes)
+        total += len(episodes)
+    policy.reseed(trained_seed)
+    return wins / max(total, 1)
 
 
 def environments(cfg: TrainConfig, scenario: simenv.Scenario) -> Any:
@@ -220,15 +302,37 @@ def rollout_batch(
     return episodes
 
 
+def training_samples(
+    episodes: Sequence[Episode], estimator: Callable[..., Advantages]
+) -> tuple[list[Sample], Advantages]:
+    """The batch's samples, each with its episode's advantage (flat groups left out)."""
+    rewards = torch.tensor([e.reward for e in episodes])
+    groups = torch.tensor([e.metadata["job"]["task_index"] for e in episodes])
+    adv = estimator(rewards, groups)
+    samples: list[Sample] = []
+    for i, (e, a) in enumerate(zip(episodes, adv.values.tolist(), strict=True)):
+        if a != 0.0:
+            for sample in episode_samples(e, i):
+                sample.advantage = a
+                samples.append(sample)
+    return samples, adv
+
+
 def policy_update(
-    model: Any, optimizer: Any, samples: list[Sample], cfg: TrainConfig, pad: int
+    model: Any,
+    optimizer: Any,
+    samples: list[Sample],
+    cfg: TrainConfig,
+    pad: int,
+    loss_fn: LossFn | None = None,
 ) -> dict[str, float]:
-    """``updates_per_batch`` optimizer steps on the batch; returns the last step's stats."""
-    loss_fn = LOSSES[cfg.loss]
-    clip = (
-        {"clip_low": cfg.clip_low, "clip_high": cfg.clip_high}
-        if cfg.loss == "ppo"
-        else {"clip_low": cfg.clip_low if cfg.clip_low < 1 else None, "clip_high": cfg.cispo_high}
+    """``updates_per_batch`` optimizer steps on the batch; returns the last step's stats.
+
+    ``loss_fn`` is the policy loss with its parameters bound (:func:`trainer.losses.bind_loss`,
+    once per run); by default it is bound here from ``cfg``.
+    """
+    loss_fn = loss_fn or bind_loss(
+        cfg.loss, clip_low=cfg.clip_low, clip_high=cfg.clip_high, cispo_high=cfg.cispo_high
     )
     device = next(model.parameters()).device
     batches = [
@@ -276,7 +380,7 @@ def policy_update(
             mask = b.loss_mask
             if cfg.tis_cap > 0:
                 mask = mask * truncated_is_weight(old_logp, b.logprobs, cfg.tis_cap)
-            loss, part = loss_fn(logp, old_logp, b.advantages, mask, num_tokens, **clip)
+            loss, part = loss_fn(logp, old_logp, b.advantages, mask, num_tokens)
             if cfg.kl_coef > 0:
                 with torch.no_grad(), model.disable_adapter():
                     ref = token_logprobs(
@@ -288,7 +392,7 @@ def policy_update(
                     )
                 kl = masked_sum(kl_k3(logp, ref), b.loss_mask, num_tokens)
                 loss = loss + cfg.kl_coef * kl
-                totals["loss/kl"] = totals.get("loss/kl", 0.0) + float(kl)
+                totals["loss/kl"] = totals.get("loss/kl", 0.0) + float(kl.detach())
             loss.backward()
             share = b.num_tokens / max(num_tokens, 1.0)
             totals["loss/policy"] = totals.get("loss/policy", 0.0) + float(loss.detach())
@@ -306,121 +410,6 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     if cfg.lr_schedule == "linear":
         return cfg.lr * (1.0 - step / cfg.steps)
     return cfg.lr
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: Path, model: Any, optimizer: Any, step: int) -> None:
-    """Adapter (or weights), optimizer, step and every RNG state, replaced all at once.
-
-    Written into ``PATH.tmp`` first and swapped in by renames, so a kill at any moment leaves
-    either the previous complete checkpoint or the new one (at ``PATH`` or, between the two
-    renames, ``PATH.old``), never a mixture: :func:`find_checkpoint` picks it up.
-    """
-    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if hasattr(model, "peft_config"):
-        model.save_pretrained(tmp / "adapter")
-    else:  # every weight trained: one file, which load_checkpoint reads back
-        model.save_pretrained(tmp / "adapter", max_shard_size="10000GB")
-    (tmp / "step").write_text(str(step))
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
-        },
-        tmp / "state.pt",
-    )
-    if (path / "state.pt").exists():
-        shutil.rmtree(old, ignore_errors=True)
-        path.rename(old)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def find_checkpoint(path: Path) -> Path | None:
-    """The complete checkpoint at ``path``, or the one a kill mid-swap left at ``PATH.old``."""
-    for candidate in (path, path.with_name(path.name + ".old")):
-        if (candidate / "state.pt").exists():
-            return candidate
-    return None
-
-
-def resume_point(out: Path) -> Path | None:
-    """The checkpoint a run in ``out`` resumes from (none before its base model was saved)."""
-    return find_checkpoint(out / "checkpoint") if (out / "base").exists() else None
-
-
-def checkpoint_step(path: Path) -> int:
-    """The last step a checkpoint holds (read without loading the optimizer state)."""
-    if (path / "step").exists():
-        return int((path / "step").read_text())
-    return int(torch.load(path / "state.pt", weights_only=False)["step"])  # older checkpoints
-
-
-def load_checkpoint(path: Path, model: Any, optimizer: Any) -> int:
-    """Restore a checkpoint into ``model`` and ``optimizer``; return the next step."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    adapter = path / "adapter" / "adapter_model.safetensors"
-    if adapter.exists():
-        set_peft_model_state_dict(model, load_file(str(adapter)))
-    else:  # no LoRA: every weight was trained (a tied output layer is saved once)
-        saved = load_file(str(path / "adapter" / "model.safetensors"))
-        result = model.load_state_dict(saved, strict=False)
-        current = model.state_dict()
-        loaded = {current[k].data_ptr() for k in saved if k in current}
-        missing = [k for k in result.missing_keys if current[k].data_ptr() not in loaded]
-        if missing or result.unexpected_keys:
-            raise ValueError(
-                f"{path}: the checkpoint does not fit the model (missing {missing[:5]}, "
-                f"unexpected {result.unexpected_keys[:5]}); resume with the settings it was "
-                "written with, or delete the output folder to start over"
-            )
-    state = torch.load(path / "state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"]["torch"])
-    np.random.set_state(state["rng"]["numpy"])
-    random.setstate(state["rng"]["python"])
-    return int(state["step"]) + 1
-
-
-def read_metrics(path: Path, last_step: int | None) -> list[dict[str, Any]]:
-    """The rows of ``metrics.jsonl`` a resumed run keeps, rewritten in place.
-
-    ``last_step`` is the checkpoint's step: the rows up to and including that RL step's are
-    kept; those a killed run wrote after it (it will play those steps again) are dropped, and
-    so is a half-written last line. ``None`` (a fresh run) empties the file.
-    """
-    rows: list[dict[str, Any]] = []
-    if last_step is not None and path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut short by the kill; nothing after it was written
-        ends = [i for i, r in enumerate(rows) if "episode/reward" in r and r["step"] == last_step]
-        rows = rows[: ends[-1] + 1] if ends else []
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)  # a kill now leaves the old file or the new one, never half of it
-    return rows
-
-
-def _evaluation_at(rows: list[dict[str, Any]], step: int) -> dict[str, float] | None:
-    """The held-out evaluation a run recorded at ``step`` (-2: before the warm start; -1: RL)."""
-    for row in rows:
-        if row["step"] == step and any(k.startswith("eval/") for k in row):
-            return {k: v for k, v in row.items() if k != "step"}
-    return None
 
 
 # ----------------------------------------------------------------------------- the run
@@ -447,11 +436,10 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     try:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        device = torch.device(
-            "cuda"
-            if cfg.device == "auto" and torch.cuda.is_available()
-            else ("cpu" if cfg.device == "auto" else cfg.device)
-        )
+        quiet_library_warnings()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = resolve_device(cfg.device)
         scenarios = [simenv.load_scenario(s) for s in cfg.scenarios]
         if resuming:
             model, tokenizer = load(base_dir, device=device)
@@ -464,14 +452,13 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             max_new_tokens=cfg.max_new_tokens,
             seed=cfg.seed,
         )
-        result: dict[str, Any] = {"out": str(out)}
+        result: dict[str, Any] = {"out": str(out), "runtime": runtime_info(device)}
         if not resuming:
             if cfg.sft_steps:
                 result["before_warm_start"] = evaluate(sampler, scenarios, cfg)
                 record({f"{k}": v for k, v in result["before_warm_start"].items()}, -2)
-                warm_start(
-                    model, sampler, cfg, sft_samples(oracle_episodes(scenarios, 2), sampler), record
-                )
+                gold = sft_samples(oracle_episodes(scenarios, 2), sampler)
+                result["sft_steps"] = warm_start(model, sampler, cfg, gold, scenarios, record)
             model.save_pretrained(base_dir)  # the base, saved before it is wrapped with LoRA
             tokenizer.save_pretrained(base_dir)
         if cfg.lora_rank > 0:
@@ -481,15 +468,18 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         start = load_checkpoint(checkpoint, model, optimizer) if checkpoint else 0
         result["model"] = describe(model)
         if resuming:  # what the run measured before RL, read back (empty if that row is gone)
-            result["before"] = _evaluation_at(history, -1) or {}
+            result["before"] = evaluation_at(history, -1) or {}
         else:
             result["before"] = evaluate(sampler, scenarios, cfg)
             record(result["before"], -1)
-        warm = _evaluation_at(history, -2) if resuming else None
+        warm = evaluation_at(history, -2) if resuming else None
         if warm is not None:
             result["before_warm_start"] = warm
         pad = int(tokenizer.pad_token_id)
         estimator = ESTIMATORS[cfg.advantage]
+        loss_fn = bind_loss(
+            cfg.loss, clip_low=cfg.clip_low, clip_high=cfg.clip_high, cispo_high=cfg.cispo_high
+        )
         for step in range(start, cfg.steps):
             began = time.perf_counter()
             # Every random draw of a step depends on (seed, step) only: a resumed run replays
@@ -501,17 +491,10 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             episodes = rollout_batch(sampler, scenarios, cfg, rng, step)
             valid = [e for e in episodes if e.valid]
             rewards = torch.tensor([e.reward for e in valid])
-            groups = torch.tensor([e.metadata["job"]["task_index"] for e in valid])
-            adv = estimator(rewards, groups)
-            samples: list[Sample] = []
-            for i, (e, a) in enumerate(zip(valid, adv.values.tolist(), strict=True)):
-                if a != 0.0:
-                    for sample in episode_samples(e, i):
-                        sample.advantage = a
-                        samples.append(sample)
+            samples, adv = training_samples(valid, estimator)
             stats: dict[str, float] = {}
             if samples:
-                stats = policy_update(model, optimizer, samples, cfg, pad)
+                stats = policy_update(model, optimizer, samples, cfg, pad, loss_fn)
             stats.update(
                 {
                     "episode/reward": float(rewards.mean()) if len(valid) else 0.0,
@@ -533,7 +516,8 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         save_checkpoint(out / "checkpoint", model, optimizer, cfg.steps - 1)
     finally:
         metrics_file.close()
-    result["curve"] = str(plot_curve(history, out / "learning_curve.png"))
+    curve = plot_curve(history, out / "learning_curve.png")
+    result["curve"] = str(curve) if curve is not None else None  # JSON null when no plot
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return result
 
