@@ -17,6 +17,7 @@ from scenarios.sop_domains import DOMAINS as SOP_DOMAINS
 BUNDLED: dict[str, str] = {
     "support/Refunds-v1": "scenarios.support_desk:SCENARIO",
     "support/Triage-v1": "scenarios.triage:SCENARIO",
+    "support/TriageSteps-v1": "scenarios.triage:STEPS_SCENARIO",
     "sql/Analyst-v1": "scenarios.sql_analyst:SCENARIO",
     "lookup/Knowledge-v1": "scenarios.knowledge_lookup:SCENARIO",
     "code/Repair-v1": "scenarios.code_repair:SCENARIO",

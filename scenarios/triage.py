@@ -197,3 +197,114 @@ SCENARIO = Scenario(
     finish_tools=["route"],
     examples=EXAMPLES,
 )
+
+
+# ----------------------------------------------------------------------------- TriageSteps-v1
+STEPS_DOC = """\
+Ticket triage with a reward per turn: Triage-v1, paying 0.2 for looking up the plan first.
+
+## Description
+The same sandbox, tools, tasks, evaluation and oracle as ``support/Triage-v1``; only the reward
+differs. Part of it is paid on the turn that earns it (a scenario ``turn_reward``), so a policy
+learns from the lookup turn itself, not only from the routing at the end.
+
+## Tools
+| tool | effect | pattern | does |
+|---|---|---|---|
+| `get_plan()` | read | seeded sandbox | the sender's plan: `free`, `pro` or `enterprise` |
+| `route(team, priority)` | write | seeded sandbox | routes the ticket (ends the episode) |
+
+## Observation
+The system prompt (the routing rules) and the ticket; then tool messages.
+
+## Starting state
+Nine customers, C-1 to C-9, each with a plan drawn from the seed (as in Triage-v1).
+
+## Reward
+Per turn: 0.2 on the turn that makes the episode's first tool call, when that call is a
+successful ``get_plan()`` (at most once; every other turn earns 0). At the end: ``team`` 0.4
+when the team is right, ``priority`` 0.4 when the priority is right (a routed ticket only). The
+total is at most 1.0; ``reward_components`` are ``team``, ``priority`` and ``turns`` (the
+per-turn part).
+
+## Evaluation
+As Triage-v1: the routing recorded in the final state must equal the one derived from the
+ticket's topic and the plan in the starting state. Routing right without the lookup is a
+success that earns 0.8, so the success line (``reward_ceiling``) is 0.8.
+
+## Episode end
+A successful ``route`` call (terminated), an answer without a tool call (terminated), or 4 turns
+(truncated).
+
+## Example
+``get_plan()`` -> ``"enterprise"`` earns 0.2 on that turn, then ``route("billing", "high")``
+earns 0.8 on a billing ticket from an enterprise customer: 1.0 in all. Routing it to ``tech``
+instead earns 0.4 at the end (0.6 in all); routing right without the lookup earns 0.8.
+
+## Version history
+- v1: first release.
+"""
+
+PLAN_FIRST = 0.2
+OUTCOME_SHARE = 1.0 - PLAN_FIRST
+
+
+def plan_first(o: Outcome) -> float:
+    """The turn reward: PLAN_FIRST on the turn whose call opens the episode, if it is get_plan."""
+    turn = o.steps[-1]
+    if not turn.tool_calls or any(s.tool_calls for s in o.steps[:-1]):
+        return 0.0
+    call, result = turn.tool_calls[0], turn.tool_results[0]
+    return PLAN_FIRST if call.name == "get_plan" and not result.is_error else 0.0
+
+
+def steps_reward(o: Outcome) -> dict[str, float]:
+    return {name: OUTCOME_SHARE * value for name, value in reward(o).items()}
+
+
+STEPS_EXAMPLES = (
+    Example(
+        title="golden: look up the plan (0.2), route to billing (0.8)",
+        task_id="billing-0-0",
+        seed=1,
+        actions=(
+            format_tool_call("get_plan", {}),
+            format_tool_call("route", {"team": "billing", "priority": "high"}),
+        ),
+        reward=1.0,
+    ),
+    Example(
+        title="routes right without looking the plan up: no turn reward",
+        task_id="billing-0-0",
+        seed=1,
+        actions=(format_tool_call("route", {"team": "billing", "priority": "high"}),),
+        reward=0.8,
+    ),
+    Example(
+        title="failing: looks the plan up, then routes to the wrong team",
+        task_id="billing-0-0",
+        seed=1,
+        actions=(
+            format_tool_call("get_plan", {}),
+            format_tool_call("route", {"team": "tech", "priority": "high"}),
+        ),
+        reward=0.6,
+    ),
+)
+
+STEPS_SCENARIO = Scenario(
+    id="support/TriageSteps-v1",
+    doc=STEPS_DOC,
+    system_prompt=SYSTEM_PROMPT,
+    tools=[get_plan, route],
+    tasks=TASKS,
+    sandbox=Desk,
+    reward=steps_reward,
+    turn_reward=plan_first,
+    evaluate=evaluate,
+    oracle=oracle,
+    max_turns=4,
+    finish_tools=["route"],
+    reward_ceiling=OUTCOME_SHARE,
+    examples=STEPS_EXAMPLES,
+)

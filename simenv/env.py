@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 import secrets
 import traceback
 from collections.abc import Mapping
@@ -97,10 +99,12 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         self._termination = "unfinished"
         self._valid = True
         self._error: str | None = None
-        self._reward = 0.0
+        self._reward = 0.0  # the outcome reward (the scenario's ``reward``)
+        self._turn_rewards: list[float] = []  # the scenario's ``turn_reward``, one per step
         self._components: dict[str, float] = {}
         self._evaluation: float | None = None
         self._episode_id = ""
+        self._sanitized = 0  # strings of the actions whose lone surrogates were replaced
 
     # ------------------------------------------------------------------ the contract
     def reset(
@@ -154,6 +158,8 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         ]
         self._messages = list(observation)
         self._steps = []
+        self._turn_rewards = []
+        self._sanitized = 0
         self._turn = 0
         self._needs_reset = False
         self._termination = "unfinished"
@@ -175,19 +181,28 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         Args:
             action: An assistant message dict (OpenAI ``tool_calls`` allowed) or the model's raw
                 text (Hermes/Qwen ``<tool_call>`` blocks). Malformed calls never raise: each is
-                answered with a ``role: "tool"`` error message the agent can read.
+                answered with a ``role: "tool"`` error message the agent can read (so is an
+                action of another type whose ``str()`` raises, and arguments nested deeper than
+                ``simenv.parsing.MAX_ARGUMENT_DEPTH``). Lone surrogates in the action (text
+                that cannot be written as UTF-8) are replaced by U+FFFD before any tool sees
+                them, and counted in the episode's ``metadata["sanitized"]``.
 
         Returns:
             ``(observation, reward, terminated, truncated, info)``:
 
             - ``observation``: only the NEW messages: the assistant turn as recorded, then one
               tool message per call, in order.
-            - ``reward``: 0.0 until the episode ends, then the scenario's reward.
+            - ``reward``: this turn's reward, also recorded as its ``Step.reward``: the
+              scenario's ``turn_reward`` of the episode so far (0.0 without one, and on a turn
+              where the environment failed), plus, on the turn that ends the episode, the
+              scenario's outcome ``reward``. Without a ``turn_reward``: 0.0 until the episode
+              ends, then the outcome reward. The rewards of an episode's turns sum to
+              ``Episode.reward``.
             - ``terminated``: the agent ended the episode (answered without a tool call, or a
               finish tool succeeded), or the environment failed (``info["valid"]`` False).
             - ``truncated``: always False here; the ``TimeLimit`` wrapper truncates.
-            - ``info``: ``turn``; at the end also ``termination``, ``valid``, ``evaluation``
-              and ``reward_components``.
+            - ``info``: ``turn``; at the end also ``termination``, ``valid``, ``error``,
+              ``evaluation`` and ``reward_components``.
 
         Raises:
             ResetNeeded: Called before ``reset`` or after the episode ended.
@@ -197,7 +212,8 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
                 "step() called before reset() or after the episode ended; call reset() first"
             )
         self._turn = turn = self._turn + 1
-        parsed = parse_action(action, f"call_{turn}")
+        parsed = parse_action(action, f"call_{turn}")  # never raises, whatever the action
+        self._sanitized += parsed.replaced
         observation: list[Message] = [parsed.message]
         results: list[ToolResult] = []
         finished = False
@@ -225,21 +241,33 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
                 observation.append(void.to_message())
         self._messages += observation
         self._steps.append(Step(turn, parsed.message, parsed.tool_calls, tuple(results)))
+        self._turn_rewards.append(0.0)
+        if self._valid and self.scenario.turn_reward is not None:
+            self._score_turn(turn)
         info: dict[str, Any] = {"turn": turn}
         if not self._valid:
-            reward, end = self.end_episode("infra_error")
+            self.end_episode("infra_error")
         elif finished or not parsed.tool_calls:
-            reward, end = self.end_episode("finish_tool" if finished else "answer")
+            self.end_episode("finish_tool" if finished else "answer")
         else:
-            return observation, 0.0, False, False, info
-        info.update(end)
-        return observation, reward, True, False, info
+            return observation, self._steps[-1].reward, False, False, info
+        info.update(self._end_info())
+        return observation, self._steps[-1].reward, True, False, info
 
     def end_episode(self, termination: str) -> tuple[float, dict[str, Any]]:
         """End the episode now and score it (used by ``step`` and by ``TimeLimit``).
 
+        The outcome reward is added to the last step's turn reward (``Step.reward``), so the
+        step rewards still sum to ``Episode.reward``.
+
         Returns:
-            ``(reward, info)``: the final reward and the end-of-episode info fields.
+            ``(reward, info)``: the outcome reward (the scenario's ``reward``; 0.0 for an
+            invalid episode), which is what the last turn earns on top of its turn reward, and
+            the end-of-episode info fields.
+
+        Raises:
+            ScenarioError: The scenario has a ``turn_reward`` and its ``reward`` returns a
+                component named ``turns`` (the name of the turn rewards' sum).
         """
         self._needs_reset = True
         self._termination = termination
@@ -249,7 +277,7 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
                 raw = self.scenario.reward(outcome)
                 if isinstance(raw, Mapping):
                     self._components = {str(k): float(v) for k, v in raw.items()}
-                    self._reward = float(sum(self._components.values()))
+                    self._reward = math.fsum(self._components.values())  # exact, then rounded
                 else:
                     self._reward = float(raw)
                 self._evaluation = float(self.scenario.evaluate(outcome))
@@ -257,23 +285,28 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
                 self._valid, self._error = False, str(exc)
                 self._reward, self._components, self._evaluation = 0.0, {}, None
             finally:
-                rebuilt = outcome.__dict__.get("initial")  # built only if the scoring asked
-                if isinstance(rebuilt, Sandbox):
-                    rebuilt.close()
+                _close_rebuilt(outcome)
+            if self._valid and self.scenario.turn_reward is not None:
+                if not isinstance(raw, Mapping):
+                    self._components = {"outcome": self._reward}
+                elif "turns" in self._components:
+                    raise ScenarioError(
+                        f"scenario {self.scenario.id!r}: its reward has a component named "
+                        "'turns', the name of the turn rewards' sum in reward_components when "
+                        "the scenario has a turn_reward; rename that component"
+                    )
+                self._components["turns"] = math.fsum(self._turn_rewards)
         if self._steps:
+            last = self._reward
+            if self.scenario.turn_reward is not None:
+                last = self._turn_rewards[-1] + self._reward
             self._steps[-1] = replace(
                 self._steps[-1],
-                reward=self._reward,
+                reward=last,
                 terminated=termination != "max_turns",
                 truncated=termination == "max_turns",
             )
-        return self._reward, {
-            "termination": termination,
-            "valid": self._valid,
-            "error": self._error,
-            "evaluation": self._evaluation,
-            "reward_components": dict(self._components),
-        }
+        return self._reward, self._end_info()
 
     def render(self) -> str | None:
         """The transcript so far as text (``render_mode="ansi"``), else ``None``."""
@@ -355,16 +388,24 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         )
 
     def episode(self, policy: dict[str, Any] | None = None) -> Episode:
-        """The record of the current (usually finished) episode."""
+        """The record of the current (usually finished) episode.
+
+        Its ``reward`` is the ``math.fsum`` of its step rewards (the turn rewards, the last one
+        holding the outcome reward too), exactly; an episode ended before its first turn has
+        no step to hold the outcome reward, and its ``reward`` is the outcome reward.
+        Its ``metadata`` holds ``sanitized`` (how many strings of the actions had lone
+        surrogates replaced by U+FFFD) when that is not 0.
+        """
         if self._task is None:
             raise ResetNeeded("no episode yet; call reset() first")
+        steps = tuple(self._steps)
         return Episode(
             scenario_id=self.scenario.id,
             task_id=self._task.id,
             seed=self._seed,
             messages=tuple(self._messages),
-            steps=tuple(self._steps),
-            reward=self._reward,
+            steps=steps,
+            reward=math.fsum(s.reward for s in steps) if steps else self._reward,
             reward_components=dict(self._components),
             evaluation=self._evaluation,
             termination=self._termination,
@@ -373,9 +414,51 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
             episode_id=self._episode_id,
             scenario_version=self.scenario.version,
             policy=dict(policy or {}),
+            metadata={"sanitized": self._sanitized} if self._sanitized else {},
         )
 
     # ------------------------------------------------------------------ internals
+    def _end_info(self) -> dict[str, Any]:
+        return {
+            "termination": self._termination,
+            "valid": self._valid,
+            "error": self._error,
+            "evaluation": self._evaluation,
+            "reward_components": dict(self._components),
+        }
+
+    def _score_turn(self, turn: int) -> None:
+        """Record the scenario's turn reward of the turn just played on its step.
+
+        An ``InfraError``, or a value that is not a finite number, makes the episode invalid
+        (the environment's fault, not the agent's); any other exception ends the episode (a
+        reset is needed) and propagates, as one from the outcome reward does.
+        """
+        turn_reward = self.scenario.turn_reward
+        assert turn_reward is not None
+        outcome = self.outcome()
+        try:
+            raw = turn_reward(outcome)
+        except InfraError as exc:
+            self._valid, self._error = False, str(exc)
+            return
+        except BaseException:
+            self._needs_reset = True
+            raise
+        finally:
+            _close_rebuilt(outcome)
+        value = float(raw) if isinstance(raw, numbers.Real) else math.nan
+        if not math.isfinite(value):
+            self._valid = False
+            self._error = (
+                f"scenario {self.scenario.id!r}: turn_reward returned {raw!r:.100} on turn "
+                f"{turn}; a turn reward must be a finite number. This is a bug in the "
+                "scenario, not the agent's fault."
+            )
+            return
+        self._turn_rewards[-1] = value
+        self._steps[-1] = replace(self._steps[-1], reward=value)
+
     def _build_sandbox(self, task: Task, rng: np.random.Generator) -> Sandbox | None:
         if self.scenario.sandbox is None:
             return None
@@ -429,3 +512,10 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
             ) from exc
         latency = perf_counter() - start
         return ToolResult(call.id, tool.name, content, is_error, provenance, latency)
+
+
+def _close_rebuilt(outcome: Outcome) -> None:
+    """Close the starting state an outcome rebuilt, if its scorer asked for it."""
+    rebuilt = outcome.__dict__.get("initial")
+    if isinstance(rebuilt, Sandbox):
+        rebuilt.close()

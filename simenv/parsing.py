@@ -27,6 +27,7 @@ from typing import Any
 from simenv.types import Message, ToolCall
 
 __all__ = [
+    "MAX_ARGUMENT_DEPTH",
     "MAX_CALLS_PER_TURN",
     "MAX_CALL_CHARS",
     "ParsedAction",
@@ -40,6 +41,16 @@ MAX_CALL_CHARS = 65_536
 
 MAX_CALLS_PER_TURN = 32
 """Most tool calls honoured in one turn; the rest are answered with an error."""
+
+MAX_ARGUMENT_DEPTH = 64
+"""Deepest nesting of objects and arrays accepted in a call's arguments (the arguments object
+itself is depth 1); deeper ones are answered with an error. Without a bound, a few kilobytes of
+``{"a":{"a":...}}`` decode into a value that nothing downstream (validation, JSON encoding of the
+episode record) can walk without overflowing the stack."""
+
+REPLACEMENT = "\ufffd"
+"""What replaces a character that cannot be written as UTF-8 (a lone surrogate, such as the JSON
+escape ``"\\ud83d"`` decodes to) in a call's arguments and an action's text."""
 
 OPEN_TAG = "<tool_call>"
 CLOSE_TAG = "</tool_call>"
@@ -56,6 +67,18 @@ _ONE_CALL = re.compile(
     re.DOTALL,
 )
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# A lone surrogate in text, or a JSON escape that may decode to one (a false alarm only costs a
+# walk over the arguments).
+_MAY_HOLD_SURROGATE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
+
+
+def _suspect(text: str) -> bool:
+    """Whether ``text`` may hold or decode to a lone surrogate (O(1) for most text)."""
+    if text.isascii() and "\\u" not in text:  # isascii is O(1) on str
+        return False
+    return _MAY_HOLD_SURROGATE.search(text) is not None
+
 _SCAN: Any = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 - json.loads minus its Python-level wrapper: 4x faster
 
 
@@ -68,10 +91,13 @@ class ParsedAction:
             tool-call blocks, and ``tool_calls`` in OpenAI form (malformed calls included, so
             every tool message has a matching call id).
         tool_calls: The calls, in order.
+        replaced: How many strings (of the content and the calls' arguments) had lone
+            surrogates replaced by :data:`REPLACEMENT`.
     """
 
     message: Message
     tool_calls: tuple[ToolCall, ...]
+    replaced: int = 0
 
 
 def format_tool_call(name: str, arguments: dict[str, Any]) -> str:
@@ -85,6 +111,55 @@ def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests objects/arrays deeper than :data:`MAX_ARGUMENT_DEPTH`.
+
+    Iterative, and stops at the first level over the limit, so a cyclic or absurdly deep value
+    (an in-process OpenAI dict can hold either) costs no more than the limit allows.
+    """
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list | tuple):
+                if depth >= MAX_ARGUMENT_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _depth_error(arguments: Any, raw: str | None) -> str | None:
+    """The error for arguments nested too deep, or ``None``; cheap for flat arguments."""
+    if raw is not None and raw.count("{") + raw.count("[") <= MAX_ARGUMENT_DEPTH:
+        return None  # fewer brackets than levels allowed: cannot be too deep
+    return _TOO_DEEP if _too_deep(arguments) else None
+
+
+_TOO_DEEP = (
+    f"the arguments nest objects or arrays more than {MAX_ARGUMENT_DEPTH} levels deep; "
+    "send flatter arguments"
+)
+
+
+def _scrub(value: Any, counter: list[int]) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD.
+
+    ``counter[0]`` counts the strings changed. Only called on arguments within
+    :data:`MAX_ARGUMENT_DEPTH`, so the recursion is bounded.
+    """
+    if isinstance(value, str):
+        clean, n = _SURROGATE.subn(REPLACEMENT, value)
+        if n:
+            counter[0] += 1
+        return clean
+    if isinstance(value, dict):
+        return {_scrub(k, counter): _scrub(v, counter) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v, counter) for v in value]
+    return value
+
+
 def _decode_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
     if raw is None:
         return {}, None
@@ -96,13 +171,19 @@ def _decode_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
             )
         if not raw.strip():
             return {}, None
+        text = raw
         try:
             raw = json.loads(raw)
-        except (ValueError, RecursionError) as exc:  # ValueError: also ints over 4300 digits
+        except RecursionError:  # nested deeper than the decoder's stack
+            return {}, _TOO_DEEP
+        except ValueError as exc:  # also ints over 4300 digits
             return {}, f"the arguments are not valid JSON ({exc}): {_short(raw)}"
+    else:
+        text = None
     if not isinstance(raw, dict):
         return {}, f'"arguments" must be a JSON object, got {type(raw).__name__}'
-    return raw, None
+    error = _depth_error(raw, text)
+    return ({}, error) if error else (raw, None)
 
 
 def _call_from_payload(payload: str, call_id: str) -> tuple[ToolCall, str | None]:
@@ -117,6 +198,9 @@ def _call_from_payload(payload: str, call_id: str) -> tuple[ToolCall, str | None
                 pass  # the general path below gives the precise error
             else:
                 if end == len(raw) and type(arguments) is dict:
+                    error = _depth_error(arguments, raw)
+                    if error is not None:
+                        return ToolCall(call_id, simple.group(1), {}, error), None
                     return ToolCall(call_id, simple.group(1), arguments), raw
     return _general_call(payload, call_id), None
 
@@ -132,7 +216,15 @@ def _general_call(payload: str, call_id: str) -> ToolCall:
         )
     try:
         obj = json.loads(payload)
-    except (ValueError, RecursionError) as exc:  # ValueError: also ints over 4300 digits
+    except RecursionError:  # nested deeper than the decoder's stack
+        return ToolCall(
+            call_id,
+            "",
+            {},
+            "the tool call is not valid JSON here: it nests objects or arrays too deep to read "
+            f"(at most {MAX_ARGUMENT_DEPTH} levels); send flatter arguments",
+        )
+    except ValueError as exc:  # also ints over 4300 digits
         return ToolCall(
             call_id,
             "",
@@ -211,6 +303,7 @@ def _parse_openai_calls(raw_calls: Any, id_prefix: str) -> list[ToolCall]:
     if not isinstance(raw_calls, list | tuple):
         return [ToolCall(f"{id_prefix}_0", "", {}, '"tool_calls" must be a list of calls')]
     calls: list[ToolCall] = []
+    seen: set[str] = set()  # a set, not a scan of `calls`: a turn of n calls stays O(n)
     for i, raw in enumerate(raw_calls):
         fallback_id = f"{id_prefix}_{i}"
         if not isinstance(raw, dict):
@@ -218,10 +311,14 @@ def _parse_openai_calls(raw_calls: Any, id_prefix: str) -> list[ToolCall]:
             continue
         call_id = raw.get("id")
         call_id = call_id if isinstance(call_id, str) and call_id else fallback_id
-        if any(c.id == call_id for c in calls):  # results are matched to calls by id
+        if call_id in seen:  # results are matched to calls by id
+            unique = f"{call_id}_{i}"
+            while unique in seen:
+                unique += "_"
+            seen.add(unique)
             calls.append(
                 ToolCall(
-                    f"{call_id}_{i}",
+                    unique,
                     "",
                     {},
                     f"tool call id {call_id!r} is used twice in one turn; "
@@ -229,6 +326,7 @@ def _parse_openai_calls(raw_calls: Any, id_prefix: str) -> list[ToolCall]:
                 )
             )
             continue
+        seen.add(call_id)
         function = raw.get("function", raw)
         if not isinstance(function, dict):
             calls.append(ToolCall(call_id, "", {}, '"function" must be an object'))
@@ -282,8 +380,10 @@ def _parse_one_call(text: str, id_prefix: str) -> ParsedAction | None:
         arguments, end = _SCAN(raw, 0)
     except (StopIteration, ValueError, RecursionError):
         return None
-    if end != len(raw) or type(arguments) is not dict:
-        return None
+    if end != len(raw) or type(arguments) is not dict or _depth_error(arguments, raw):
+        return None  # the general path answers too deep arguments with an error
+    if _suspect(text):
+        return None  # the general path replaces lone surrogates
     call_id = f"{id_prefix}_0"
     content = f"{head}{tail}".strip() if head or tail else ""
     message: Message = {
@@ -296,17 +396,81 @@ def _parse_one_call(text: str, id_prefix: str) -> ParsedAction | None:
     return ParsedAction(message, (ToolCall(call_id, name, arguments),))
 
 
+def _as_text(value: Any, what: str) -> tuple[str, str | None]:
+    """``str(value)``, or a placeholder and the error to answer when ``__str__`` raises."""
+    try:
+        return str(value), None
+    except Exception as exc:  # parsing never raises; the agent reads why
+        kind = type(value).__name__
+        return f"(a {kind} that cannot be shown as text)", (
+            f"{what} is a {kind} whose str() raised {type(exc).__name__}; send text or an "
+            "assistant message dict"
+        )
+
+
+def _may_hold_surrogate_calls(raw_calls: Any) -> bool:
+    """Whether OpenAI ``tool_calls`` may carry a lone surrogate in their arguments."""
+    if not isinstance(raw_calls, list | tuple):
+        return False
+    for raw in raw_calls:
+        function = raw.get("function", raw) if isinstance(raw, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        if isinstance(arguments, str):
+            if _suspect(arguments):
+                return True
+        elif arguments is not None:
+            return True  # decoded already: only a walk tells
+    return False
+
+
+def _scrub_action(content: str, calls: list[ToolCall]) -> tuple[str, int]:
+    """Replace lone surrogates in ``content`` and in the calls' arguments (in place) by U+FFFD.
+
+    Returns the content and how many strings were changed. A lone surrogate cannot be written
+    as UTF-8: left in, it would break the episode record, the HTTP answer, and any tool that
+    encodes its arguments (sqlite, a subprocess).
+    """
+    content, n = _SURROGATE.subn(REPLACEMENT, content)
+    counter = [1 if n else 0]
+    for call in calls:
+        if call.arguments:
+            before = counter[0]
+            arguments = _scrub(call.arguments, counter)
+            if counter[0] != before:
+                call.arguments = arguments
+    return content, counter[0]
+
+
 def parse_action(action: Any, id_prefix: str = "call") -> ParsedAction:
     """Normalise an action (text or assistant dict) into a message and its tool calls.
 
-    Never raises: anything that is not text or a dict is treated as text via ``str()``.
+    Never raises: anything that is not text or a dict is treated as text via ``str()`` (an
+    object whose ``str()`` raises becomes a call carrying that error). Lone surrogates (text
+    that cannot be written as UTF-8) in the content and the calls' arguments are replaced by
+    :data:`REPLACEMENT`, and counted in :attr:`ParsedAction.replaced`.
     """
+    try:
+        return _parse_action(action, id_prefix)
+    except Exception as exc:  # a last guard: step must answer any action
+        error = (
+            f"the action (a {type(action).__name__}) could not be read "
+            f"({type(exc).__name__}); send text or an assistant message dict"
+        )
+        call = ToolCall(f"{id_prefix}_0", "", {}, error)
+        message: Message = {"role": "assistant", "content": "", "tool_calls": [_openai_entry(call)]}
+        return ParsedAction(message, (call,))
+
+
+def _parse_action(action: Any, id_prefix: str) -> ParsedAction:
     raws: list[str | None] = []
+    suspect = False
+    unreadable: str | None = None
     if type(action) is str:
         fast = _parse_one_call(action, id_prefix)
         if fast is not None:
             return fast
         content, calls, raws = _parse_text(action, id_prefix)
+        suspect = _suspect(action)
     elif isinstance(action, dict):
         raw_content: Any = action.get("content")
         if raw_content is None:
@@ -316,17 +480,30 @@ def parse_action(action: Any, id_prefix: str = "call") -> ParsedAction:
         elif isinstance(raw_content, list):
             try:
                 content = json.dumps(raw_content, default=str)
-            except (ValueError, RecursionError):  # ints over 4300 digits, absurd nesting
+            except (ValueError, TypeError, RecursionError):  # big ints, nesting, bad __str__
                 content = "(content that cannot be shown as JSON)"
         else:
-            content = str(raw_content)
+            content, unreadable = _as_text(raw_content, "the content")
         raw_calls = action.get("tool_calls")
         if raw_calls:
             calls = _parse_openai_calls(raw_calls, id_prefix)
+            suspect = _may_hold_surrogate_calls(raw_calls)
+        elif unreadable is not None:
+            calls = [ToolCall(f"{id_prefix}_0", "", {}, unreadable)]
         else:
             content, calls, raws = _parse_text(content, id_prefix)
+        suspect = suspect or _suspect(content)
     else:
-        content, calls, raws = _parse_text(str(action), id_prefix)
+        text, error = _as_text(action, "the action")
+        if error is not None:
+            content, calls = "", [ToolCall(f"{id_prefix}_0", "", {}, error)]
+        else:
+            content, calls, raws = _parse_text(text, id_prefix)
+            suspect = _suspect(text)
+    replaced = 0
+    if suspect:
+        content, replaced = _scrub_action(content, calls)
+        raws = [r if r is None else _SURROGATE.sub(REPLACEMENT, r) for r in raws]
     if len(calls) > MAX_CALLS_PER_TURN:
         calls, raws = _limit(calls), raws[:MAX_CALLS_PER_TURN]
     message: Message = {"role": "assistant", "content": content}
@@ -334,4 +511,4 @@ def parse_action(action: Any, id_prefix: str = "call") -> ParsedAction:
         if len(raws) < len(calls):
             raws = raws + [None] * (len(calls) - len(raws))
         message["tool_calls"] = [_openai_entry(c, r) for c, r in zip(calls, raws, strict=True)]
-    return ParsedAction(message, tuple(calls))
+    return ParsedAction(message, tuple(calls), replaced)

@@ -24,7 +24,7 @@ from simenv.errors import InfraError, ScenarioError
 from simenv.policies.scripted import Oracle
 from simenv.registration import make
 from simenv.runner import rollout
-from simenv.scenario import Scenario
+from simenv.scenario import SCORE_TOL, Scenario
 from simenv.tools.replay import Recording, replay_mode
 from simenv.types import Task
 
@@ -184,7 +184,8 @@ def record_scenario(
                             f"recording {scenario.id!r} stopped at task {task.id!r}: the episode "
                             f"failed ({episode.error}); the cassettes were left as they were"
                         )
-                    if episode.reward < scenario.reward_ceiling and task.id not in unsolved:
+                    short = episode.reward < scenario.reward_ceiling - SCORE_TOL
+                    if short and task.id not in unsolved:
                         unsolved.append(task.id)
     finally:
         env.close()

@@ -6,9 +6,10 @@ itself when built, so a broken definition fails at import with a message naming 
 the fix, never halfway through a training run.
 
 Reward and evaluation take one argument, an :class:`Outcome`, and are kept apart on purpose: the
-reward is what training optimises; the evaluation is an independent judgement of success (a
-gold-state comparison, hidden checks) that should not share the reward's code path. Reports show
-both, so a policy that games the reward shows up as high reward with low evaluation.
+reward is what training optimises (an optional turn reward also pays each turn as it is played);
+the evaluation is an independent judgement of success (a gold-state comparison, hidden checks)
+that should not share the reward's code path. Reports show both, so a policy that games the
+reward shows up as high reward with low evaluation.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from simenv.tools.base import Tool
 from simenv.tools.sandbox import Sandbox
 from simenv.types import Action, Episode, Message, Step, Task, ToolCall, ToolResult
 
-__all__ = ["ID_PATTERN", "Example", "Outcome", "Scenario", "parse_id"]
+__all__ = ["ID_PATTERN", "SCORE_TOL", "Example", "Outcome", "Scenario", "parse_id"]
+
+SCORE_TOL = 1e-9
+"""How far a reward may miss a bound and still count as reaching it: every check that compares a
+reward with 1.0, 0.0, ``reward_ceiling`` or ``reward_floor`` allows this much. Rewards are sums
+of floats (six fields worth 1/6 each), which can land an ulp off even when summed with
+``math.fsum``; a real shortfall is orders of magnitude larger."""
 
 ID_PATTERN = re.compile(
     r"^(?:(?P<namespace>[\w.-]+)/)?(?P<name>[A-Za-z][\w.-]*?)-v(?P<version>\d+)\Z"
@@ -51,14 +58,21 @@ def parse_id(scenario_id: str) -> tuple[str | None, str, int]:
 
 @dataclass(frozen=True)
 class Outcome:
-    """Everything about a finished episode that a reward or evaluation may look at.
+    """Everything about an episode that a reward or evaluation may look at.
+
+    The reward and the evaluation see the finished episode. A scenario's ``turn_reward`` sees
+    the episode so far, right after each turn: ``final`` is then the current state, ``messages``
+    and ``steps`` end with the turn just played, and ``termination`` is ``unfinished``.
 
     Attributes:
         task: The task of the episode (with its hidden ``data``).
-        final: The sandbox at the end of the episode (``None`` without a sandbox).
-        messages: The whole conversation.
-        steps: One record per turn.
-        termination: ``answer``, ``finish_tool``, ``max_turns`` or ``time_limit``.
+        final: The sandbox at the end of the episode, or now for a turn reward (``None``
+            without a sandbox).
+        messages: The whole conversation (so far, for a turn reward).
+        steps: One record per turn (so far, for a turn reward; there the last step's
+            ``reward`` is not set yet).
+        termination: ``answer``, ``finish_tool``, ``max_turns`` or ``time_limit``; always
+            ``unfinished`` for a turn reward, even on the turn that ends the episode.
         seed: The episode seed.
     """
 
@@ -100,6 +114,7 @@ class Outcome:
 
 
 RewardFn = Callable[[Outcome], float | Mapping[str, float]]
+TurnRewardFn = Callable[[Outcome], float]
 EvaluateFn = Callable[[Outcome], bool | float]
 OracleFn = Callable[[Task, Any], Sequence[Action]]
 PromptFn = Callable[[Task, Any], str]
@@ -135,7 +150,22 @@ class Scenario:
         tools: The tools the agent may call.
         tasks: Every task; each has a ``split`` of ``train`` or ``eval``.
         reward: ``reward(outcome) -> float`` or a mapping of named components whose sum is the
-            reward. Called once, when the episode ends.
+            reward. Called once, when the episode ends: the outcome reward.
+        turn_reward: ``turn_reward(outcome) -> float``: what one turn earns, or ``None`` (the
+            default: every turn earns 0.0 and the episode earns its outcome reward alone).
+            Called by ``step`` after every turn of a valid episode, with the :class:`Outcome`
+            of the episode so far (``final`` is the current state, ``steps`` end with that
+            turn, ``termination`` is ``unfinished``); it must not change the state. What it
+            returns is that turn's reward: ``step`` returns it and ``Step.reward`` records it,
+            and on the turn that ends the episode the outcome reward is added to it. So the
+            episode's reward is the sum of its turn rewards plus the outcome reward, and
+            ``reward_ceiling`` / ``reward_floor`` bound that total. It must return a finite
+            number: anything else (nan, inf, a mapping) makes the episode invalid with an
+            error naming the scenario, as does an ``InfraError``; any other exception
+            propagates, as from ``reward``. With it, ``reward_components`` gain ``turns`` (the
+            sum of the turn rewards; no component of ``reward`` may then be named so) and,
+            when ``reward`` returns a plain number, ``outcome``, so the components still sum
+            to the total.
         evaluate: ``evaluate(outcome) -> bool | float``: independent success judgement in [0, 1].
         sandbox: The :class:`Sandbox` subclass holding per-episode state, if any.
         oracle: ``oracle(task, initial_state) -> [action, ...]``: gold assistant turns, the last
@@ -174,6 +204,7 @@ class Scenario:
     doc: str = ""
     examples: Sequence[Example] = ()
     metrics: MetricsFn | None = None
+    turn_reward: TurnRewardFn | None = None
     _by_id: dict[str, Task] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -231,6 +262,11 @@ class Scenario:
         object.__setattr__(self, "_by_id", by_id)
         if not callable(self.reward) or not callable(self.evaluate):
             raise ScenarioError(f"{where}: reward and evaluate must be functions of one Outcome")
+        if self.turn_reward is not None and not callable(self.turn_reward):
+            raise ScenarioError(
+                f"{where}: turn_reward must be None or a function of one Outcome returning a "
+                f"float, got {self.turn_reward!r}"
+            )
         if self.max_turns < 1:
             raise ScenarioError(f"{where}: max_turns must be at least 1, got {self.max_turns}")
         if self.reward_floor > self.reward_ceiling:

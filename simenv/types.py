@@ -12,7 +12,9 @@ read-only all the same.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -39,6 +41,71 @@ Action = Message | str
 
 Provenance = Literal["sandbox", "live", "replay", "sqlite", "docker", "error"]
 """Where a tool result came from; ``error`` when the call never reached a tool."""
+
+MAX_RECORD_DEPTH = 100
+"""Deepest nesting an episode record keeps when it must be repaired to be written; deeper
+values are replaced by a note (see :meth:`Episode.to_json`)."""
+
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _sanitise(value: Any, depth: int, counter: list[int]) -> Any:
+    r"""A JSON-ready copy of ``value`` that can be written as UTF-8.
+
+    ``counter[0]`` counts the values replaced. Lone surrogates (from a JSON escape such as
+    ``"\ud83d"``, or a ``surrogateescape``-decoded
+    file name that is not UTF-8) become U+FFFD; what JSON cannot hold (an object of another
+    type, an integer over Python's 4300-digit limit, nesting past :data:`MAX_RECORD_DEPTH`)
+    becomes a short text saying what was there. Dataclasses become dicts of their fields, as
+    :func:`dataclasses.asdict` makes them. The recursion is bounded by the depth limit.
+    """
+    if isinstance(value, str):
+        clean, n = _SURROGATE.subn("\ufffd", value)
+        counter[0] += n > 0
+        return clean
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        try:
+            str(value)
+        except ValueError:  # over the int -> str digit limit
+            counter[0] += 1
+            return f"(an integer of {value.bit_length()} bits)"
+        return value
+    if depth >= MAX_RECORD_DEPTH:
+        counter[0] += 1
+        return f"(a value nested more than {MAX_RECORD_DEPTH} levels deep)"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _sanitise(getattr(value, f.name), depth + 1, counter)
+            for f in dataclasses.fields(value)
+        }
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if not (key is None or isinstance(key, str | int | float | bool)):
+                counter[0] += 1
+                key = _text(key)
+            out[_sanitise(key, depth, counter)] = _sanitise(item, depth + 1, counter)
+        return out
+    if isinstance(value, list | tuple):
+        return [_sanitise(item, depth + 1, counter) for item in value]
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, without numpy
+    if callable(tolist):
+        try:
+            return _sanitise(tolist(), depth + 1, counter)
+        except Exception:  # fall back to its text below
+            pass
+    counter[0] += 1
+    return _sanitise(_text(value), depth, counter)
+
+
+def _text(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:  # a record is written whatever its values do
+        return f"(a {type(value).__name__} that cannot be shown as text)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +190,8 @@ class Step:
         action: The assistant message as the env recorded it (raw text is kept in ``content``).
         tool_calls: The calls parsed from the action, malformed ones included.
         tool_results: One result per call, in order.
-        reward: The reward returned by ``step`` for this turn.
+        reward: The reward returned by ``step`` for this turn: the scenario's turn reward (0.0
+            without a ``turn_reward``), plus the outcome reward on the episode's last turn.
         terminated: Whether the episode ended by the agent's choice on this turn.
         truncated: Whether the episode was cut off on this turn.
     """
@@ -164,8 +232,13 @@ class Episode:
         seed: The episode seed; ``reset(seed=seed, options={"task_id": task_id})`` reproduces it.
         messages: The whole conversation, initial messages included.
         steps: One :class:`Step` per turn.
-        reward: Total reward (sum of per-turn rewards).
-        reward_components: Named parts of the final reward, when the scenario gives them.
+        reward: Total reward: the sum (``math.fsum``) of the per-turn rewards
+            (:attr:`turn_rewards`), i.e. the turn rewards plus the outcome reward (an episode
+            ended before its first turn has no step, and holds the outcome reward here).
+        reward_components: Named parts of the outcome reward (the scenario's ``reward``), when
+            it gives them; a scenario with a ``turn_reward`` adds ``turns`` (the sum of the
+            turn rewards) and, for an outcome reward without components, ``outcome``, so the
+            components sum to ``reward``. Empty for an invalid episode.
         evaluation: The scenario's external judgement of success (separate from the reward).
         termination: Why it ended: ``answer``, ``finish_tool``, ``max_turns``, ``time_limit``
             (the runner's wall-clock limit), ``infra_error``, or ``unfinished``.
@@ -174,7 +247,9 @@ class Episode:
         episode_id: Deterministic id derived from scenario, task and seed.
         scenario_version: The ``N`` of ``-vN``.
         policy: Free-form description of the policy that produced it.
-        metadata: Anything else (sampler token ids, logprobs, timings ...).
+        metadata: Anything else (sampler token ids, logprobs, timings ...). ``sanitized``,
+            when present, counts the values repaired so that the record can be written (see
+            :meth:`to_json`).
         schema_version: :data:`EPISODE_SCHEMA_VERSION` when written.
     """
 
@@ -201,6 +276,15 @@ class Episode:
         return len(self.steps)
 
     @property
+    def turn_rewards(self) -> tuple[float, ...]:
+        """The reward of each turn as ``step`` returned it: one float per step, in order.
+
+        The last one includes the outcome reward; without a scenario ``turn_reward`` the others
+        are 0.0. They sum (``math.fsum``) to :attr:`reward`, exactly.
+        """
+        return tuple(s.reward for s in self.steps)
+
+    @property
     def success(self) -> bool:
         """Whether the evaluation judged the task done (evaluation >= 1)."""
         return self.evaluation is not None and self.evaluation >= 1.0
@@ -217,8 +301,29 @@ class Episode:
         return d
 
     def to_json(self) -> str:
-        """One line of JSON (no newline inside), for a JSONL store."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        """One line of JSON (no newline inside), for a JSONL store; always writable as UTF-8.
+
+        An episode holding what cannot be written (a lone surrogate, or a value that is not
+        JSON, nested too deep, ...) is written repaired rather than refused: each such
+        string's bad characters become U+FFFD and each such value a short text saying what
+        was there, and ``metadata["sanitized"]`` counts the values repaired (added to the
+        count the environment records for actions it repaired). Then ``from_json`` gives the
+        repaired episode, not this one.
+        """
+        try:
+            line = _DUMPS(self.to_dict())
+        except (ValueError, TypeError, RecursionError):  # ValueError: also a circular value
+            pass
+        else:
+            if line.isascii() or _SURROGATE.search(line) is None:
+                return line
+        counter = [0]
+        record = _sanitise(self, 0, counter)
+        record["metadata"] = metadata = dict(record["metadata"])
+        before = metadata.get("sanitized")
+        before = before if isinstance(before, int) and not isinstance(before, bool) else 0
+        metadata["sanitized"] = before + counter[0]
+        return _DUMPS(record)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Episode:

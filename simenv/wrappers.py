@@ -34,7 +34,8 @@ class TimeLimit(gym.Wrapper[list[Message], Action, list[Message], Action]):
     """Truncate the episode after ``max_turns`` assistant turns, scoring it as it stands.
 
     On the last allowed turn, if the agent did not end the episode itself, ``truncated`` is True
-    and the reward is the scenario's reward of the state reached (``termination="max_turns"``).
+    and the reward is that turn's reward plus the scenario's outcome reward of the state reached
+    (``termination="max_turns"``).
     """
 
     def __init__(self, env: _Env, max_turns: int | None = None) -> None:

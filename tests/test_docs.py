@@ -18,11 +18,25 @@ from simenv.cli import app
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 COUNTER = DOCS / "examples" / "counter.py"
+TRIAGE = DOCS.parent / "scenarios" / "triage.py"
+TURNS = "Rewarding turns"  # the authoring page's section on per-turn rewards
 runner = CliRunner()
 
 
+def _section(page: str, title: str) -> str:
+    """One ``## title`` section of a page, heading included, up to the next ``## `` heading."""
+    text = (DOCS / page).read_text()
+    rest = text.partition(f"\n## {title}\n")[2]
+    assert rest, f"docs/{page} has no section {title!r}"
+    return f"\n## {title}\n" + rest.split("\n## ")[0]
+
+
+def _blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
 def _python_blocks(page: str) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), re.S)
+    return _blocks((DOCS / page).read_text())
 
 
 def test_counter_example_scores_oracle_1_and_null_0_through_the_cli() -> None:
@@ -46,13 +60,23 @@ def test_counter_example_passes_every_check() -> None:
 
 def test_authoring_page_shows_the_example_verbatim_and_whole() -> None:
     source = COUNTER.read_text()
-    blocks = [b for b in _python_blocks("authoring.md") if not b.startswith("def test_")]
+    # every section but "Rewarding turns", whose example is support/TriageSteps-v1 (next test)
+    walkthrough = (DOCS / "authoring.md").read_text().replace(_section("authoring.md", TURNS), "")
+    blocks = [b for b in _blocks(walkthrough) if not b.startswith("def test_")]
     for block in blocks:
         assert block in source, f"docs/authoring.md block not in counter.py:\n{block}"
     shown = "".join(blocks)
     for node in ast.parse(source).body:
         if isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Assign):
             assert ast.get_source_segment(source, node) in shown, ast.dump(node)[:80]
+
+
+def test_rewarding_turns_shows_triage_steps_verbatim() -> None:
+    source = TRIAGE.read_text()
+    blocks = _blocks(_section("authoring.md", TURNS))
+    assert blocks
+    for block in blocks:
+        assert block in source, f"docs/authoring.md block not in scenarios/triage.py:\n{block}"
 
 
 def test_cli_reference_documents_every_command_and_option() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Iterator
@@ -28,7 +29,9 @@ from hypothesis import strategies as st
 
 import simenv
 from simenv import Episode, MultiTurnEnv, Outcome, ResetNeeded, ScenarioError
+from simenv.parsing import format_tool_call
 from simenv.policies import Oracle, Random
+from simenv.store import EpisodeStore, read_episodes
 from simenv.wrappers import TimeLimit
 
 ENV_CHECKER_NOTES = (
@@ -608,3 +611,66 @@ def test_junk_actions_never_raise_out_of_step(
         if terminated or truncated:
             assert info["valid"], info["error"]
             fuzz_env.reset(seed=seed)
+
+
+# ----------------------------------------------------------------------------- unwritable actions
+SURROGATE_CALL = (
+    '<tool_call>{"name": "lookup_order", "arguments": {"order_id": "\\ud83d"}}</tool_call>'
+)
+DEEP_CALL = (
+    '<tool_call>{"name": "lookup_order", "arguments": '
+    + '{"a":' * 900
+    + "1"
+    + "}" * 900
+    + "}</tool_call>"
+)
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+@pytest.mark.parametrize(
+    ("action", "answer", "sanitized"),
+    [
+        (SURROGATE_CALL, "Error: No order '\ufffd'", 1),
+        (DEEP_CALL, "Error: the arguments nest objects or arrays more than 64 levels deep", 0),
+        (_Unprintable(), "Error: the action is a _Unprintable whose str() raised", 0),
+    ],
+    ids=["lone-surrogate", "900-deep", "str-raises"],
+)
+def test_an_unwritable_action_gets_an_answer_and_its_episode_is_stored(
+    tmp_path: Any, action: Any, answer: str, sanitized: int
+) -> None:
+    env = simenv.make("support/Refunds-v1")
+    env.reset(seed=0)
+    observation, reward, terminated, truncated, _ = env.step(action)
+    assert observation[1]["role"] == "tool" and observation[1]["content"].startswith(answer)
+    assert (reward, terminated, truncated) == (0.0, False, False)
+    env.step("I could not find it.")
+    base = env.unwrapped
+    assert isinstance(base, MultiTurnEnv)
+    episode = base.episode()
+    env.close()
+    assert episode.valid and episode.termination == "answer"
+    assert episode.metadata == ({"sanitized": sanitized} if sanitized else {})
+    path = tmp_path / "episodes.jsonl"
+    with EpisodeStore(path) as store:
+        store.write(episode)
+    (stored,) = list(read_episodes(path))
+    assert stored == episode  # repaired when the action came in: nothing left to repair
+    assert json.loads(path.read_bytes().decode("utf-8"))["episode_id"] == episode.episode_id
+
+
+def test_a_valid_unicode_action_is_kept_as_sent() -> None:
+    env = simenv.make("support/Refunds-v1")
+    env.reset(seed=0)
+    action = format_tool_call("lookup_order", {"order_id": "\U0001f600"}).replace(
+        "\U0001f600", "\\ud83d\\ude00"
+    )  # the emoji as the JSON escape of its surrogate pair
+    observation, *_ = env.step(action)
+    assert "\U0001f600" in observation[1]["content"]
+    base = env.unwrapped
+    assert isinstance(base, MultiTurnEnv) and "sanitized" not in base.episode().metadata
+    env.close()

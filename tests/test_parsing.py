@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simenv.parsing import (
+    MAX_ARGUMENT_DEPTH,
     MAX_CALL_CHARS,
     MAX_CALLS_PER_TURN,
     format_tool_call,
@@ -255,6 +256,154 @@ def test_non_text_non_dict_actions_are_read_as_text() -> None:
     assert parse_action(42).tool_calls == ()
     parsed = parse_action(["<tool_call>"])
     assert len(parsed.tool_calls) == 1 and parsed.tool_calls[0].error is not None
+
+
+def _nested(depth: int) -> str:
+    """JSON text of an object nested ``depth`` deep: ``{"a":{"a":...1...}}``."""
+    return '{"a":' * (depth - 1) + '{"a":1' + "}" * depth
+
+
+def _deep_error(call: Any) -> bool:
+    return call.error is not None and "send flatter arguments" in call.error
+
+
+@pytest.mark.parametrize("depth", [MAX_ARGUMENT_DEPTH + 1, 900, 5_000])
+def test_arguments_nested_too_deep_are_an_error_the_agent_reads(depth: int) -> None:
+    deep = _nested(depth)
+    actions: list[Any] = [
+        f'<tool_call>{{"name": "a", "arguments": {deep}}}</tool_call>',  # the one-call fast path
+        f'Look. <tool_call>{{"name": "a", "arguments": {deep}}}</tool_call> and '
+        + format_tool_call("b", {}),  # several calls
+        f'<tool_call>{{"arguments": {deep}, "name": "a"}}</tool_call>',  # the general path
+        {"role": "assistant", "tool_calls": [{"function": {"name": "a", "arguments": deep}}]},
+    ]
+    if depth < 900:  # json.loads itself refuses deeper text; a decoded value has no such limit
+        actions.append(
+            {
+                "role": "assistant",
+                "tool_calls": [{"function": {"name": "a", "arguments": json.loads(deep)}}],
+            }
+        )
+    for action in actions:
+        parsed = parse_action(action)
+        assert _deep_error(parsed.tool_calls[0]), (action, parsed.tool_calls[0])
+        assert parsed.tool_calls[0].arguments == {}
+        _check_consistent(parsed)
+    calls = parse_action(actions[1]).tool_calls
+    assert (calls[1].name, calls[1].error) == ("b", None)  # the flat call next to it still runs
+
+
+def test_arguments_at_the_depth_limit_and_cyclic_ones() -> None:
+    at_limit = _nested(MAX_ARGUMENT_DEPTH)
+    for action in (
+        f'<tool_call>{{"name": "a", "arguments": {at_limit}}}</tool_call>',
+        {"role": "assistant", "tool_calls": [{"function": {"name": "a", "arguments": at_limit}}]},
+    ):
+        (call,) = parse_action(action).tool_calls
+        assert call.error is None and call.arguments == json.loads(at_limit)
+    wide = {f"k{i}": [[i]] for i in range(500)}  # many brackets, shallow: accepted
+    (call,) = parse_action(format_tool_call("a", wide)).tool_calls
+    assert call.error is None and call.arguments == wide
+    cyclic: dict[str, Any] = {}
+    cyclic["self"] = cyclic
+    action = {"role": "assistant", "tool_calls": [{"function": {"name": "a", "arguments": cyclic}}]}
+    (call,) = parse_action(action).tool_calls
+    assert _deep_error(call)
+
+
+def test_lone_surrogates_in_arguments_and_text_are_replaced_and_counted() -> None:
+    arguments = '{"id": "\\ud83d", "\\udc80k": ["x\\udfff"]}'
+    escaped = f'<tool_call>{{"name": "a", "arguments": {arguments}}}</tool_call>'
+    parsed = parse_action(escaped)
+    (call,) = parsed.tool_calls
+    assert call.error is None
+    assert call.arguments == {"id": "\ufffd", "\ufffdk": ["x\ufffd"]}
+    assert parsed.replaced == 3
+    # The recorded message keeps the model's own text, which is ASCII JSON and writable.
+    assert "\\ud83d" in parsed.message["tool_calls"][0]["function"]["arguments"]
+    json.dumps(parsed.message, ensure_ascii=False).encode("utf-8")
+    literal = parse_action("I think \ud83d " + format_tool_call("a", {"x": "\udcff"}))
+    assert literal.message["content"] == "I think \ufffd"
+    assert literal.tool_calls[0].arguments == {"x": "\ufffd"} and literal.replaced == 2
+    json.dumps(literal.message, ensure_ascii=False).encode("utf-8")
+    openai = parse_action(
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "c1", "function": {"name": "a", "arguments": '{"x": "\\ud800"}'}},
+                {"id": "c2", "function": {"name": "a", "arguments": {"y": "\udbff"}}},
+            ],
+        }
+    )
+    assert [c.arguments for c in openai.tool_calls] == [{"x": "\ufffd"}, {"y": "\ufffd"}]
+    assert openai.replaced == 2
+    _check_consistent(openai)
+
+
+def test_valid_unicode_and_escaped_backslashes_are_left_alone() -> None:
+    for arguments, decoded in [
+        ('{"x": "\\ud83d\\ude00"}', {"x": "\U0001f600"}),  # a surrogate pair: one emoji
+        ('{"x": "\\\\ud83d"}', {"x": "\\ud83d"}),  # an escaped backslash, then text
+        ('{"x": "caf\u00e9 \u4e2d"}', {"x": "caf\u00e9 \u4e2d"}),
+    ]:
+        parsed = parse_action(f'<tool_call>{{"name": "a", "arguments": {arguments}}}</tool_call>')
+        assert parsed.tool_calls[0].arguments == decoded and parsed.replaced == 0
+        assert parsed.message["tool_calls"][0]["function"]["arguments"] == arguments
+
+
+@pytest.mark.timeout(20)  # the quadratic id check took minutes here; linear is under a second
+def test_fifty_thousand_openai_calls_parse_in_linear_time() -> None:
+    n = 50_000
+    calls = [{"id": f"c{i}", "function": {"name": "a", "arguments": "{}"}} for i in range(n)]
+    parsed = parse_action({"role": "assistant", "tool_calls": calls})
+    assert len(parsed.tool_calls) == n
+    assert [c.id for c in parsed.tool_calls[:3]] == ["c0", "c1", "c2"]
+    assert all(c.error is None for c in parsed.tool_calls[:MAX_CALLS_PER_TURN])
+    assert all("more than" in (c.error or "") for c in parsed.tool_calls[MAX_CALLS_PER_TURN:])
+    same = [{"id": "x", "function": {"name": "a", "arguments": "{}"}}] * n
+    parsed = parse_action({"role": "assistant", "tool_calls": same})
+    assert len({c.id for c in parsed.tool_calls}) == n  # every call keeps an id of its own
+
+
+def test_a_made_up_id_for_a_repeated_one_never_collides() -> None:
+    raw = [
+        {"id": "x_2", "function": {"name": "a", "arguments": "{}"}},
+        {"id": "x", "function": {"name": "a", "arguments": "{}"}},
+        {"id": "x", "function": {"name": "a", "arguments": "{}"}},  # would become x_2
+    ]
+    parsed = parse_action({"role": "assistant", "tool_calls": raw})
+    ids = [c.id for c in parsed.tool_calls]
+    assert len(set(ids)) == 3 and ids[:2] == ["x_2", "x"]
+    assert parsed.tool_calls[2].error is not None and parsed.tool_calls[1].error is None
+    _check_consistent(parsed)
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class _BadDict(dict):  # type: ignore[type-arg]
+    def get(self, key: Any, default: Any = None) -> Any:
+        raise KeyError(key)
+
+
+def test_an_action_whose_str_raises_is_an_error_call_not_an_exception() -> None:
+    for action, where in [
+        (_Unprintable(), "the action is a _Unprintable whose str() raised RuntimeError"),
+        (
+            {"role": "assistant", "content": _Unprintable()},
+            "the content is a _Unprintable whose str() raised RuntimeError",
+        ),
+        (_BadDict(content="x"), "could not be read (KeyError)"),
+    ]:
+        parsed = parse_action(action)
+        (call,) = parsed.tool_calls
+        assert call.error is not None and where in call.error, call.error
+        _check_consistent(parsed)
+    # A printable object still reads as its text, and an ordinary dict as it did.
+    assert parse_action(3.5).message == {"role": "assistant", "content": "3.5"}
+    assert parse_action({"content": "hi"}).tool_calls == ()
 
 
 # ----------------------------------------------------------------------------- fuzzing

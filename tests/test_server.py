@@ -22,7 +22,7 @@ import pytest
 from helpers import call, comparable
 
 import simenv
-from simenv import InfraError, Outcome, Sandbox, Scenario, Task, registration, tool
+from simenv import Episode, InfraError, Outcome, Sandbox, Scenario, Task, registration, tool
 from simenv.errors import RegistrationError, ResetNeeded, ScenarioError
 from simenv.policies import Oracle, Random, Scripted
 from simenv.policies.base import Policy
@@ -237,6 +237,45 @@ def test_a_malformed_tool_call_is_an_http_200_tool_message(server: RolloutServer
     assert tool_message["content"].startswith("Error:") and "JSON" in tool_message["content"]
     assert answer["terminated"] is False and answer["reward"] == 0.0
     request(server.url, "DELETE", f"/envs/{env_id}")
+
+
+def test_unwritable_actions_are_http_200_tool_messages(server: RolloutServer) -> None:
+    deep = '{"a":' * 900 + "1" + "}" * 900
+    env_id = create(server.url, REFUNDS)
+    for arguments, answer in [
+        ('{"order_id": "\\ud83d"}', "Error: No order '\ufffd'"),
+        (deep, "Error: the arguments nest objects or arrays more than 64 levels deep"),
+    ]:
+        request(server.url, "POST", f"/envs/{env_id}/reset", {"seed": 1})
+        action = f'<tool_call>{{"name": "lookup_order", "arguments": {arguments}}}</tool_call>'
+        status, stepped = request(server.url, "POST", f"/envs/{env_id}/step", {"action": action})
+        assert status == 200, stepped
+        assert stepped["observation"][1]["content"].startswith(answer)
+        status, record = request(server.url, "GET", f"/envs/{env_id}/episode")
+        assert status == 200 and len(record["steps"]) == 1
+    request(server.url, "DELETE", f"/envs/{env_id}")
+
+
+def test_lone_surrogates_the_env_keeps_still_cross_http(server: RolloutServer) -> None:
+    # Call ids and names are echoed as sent, so a surrogate in one reaches the answer: the
+    # client and the server escape it (\udXXX is JSON, if not UTF-8) instead of failing.
+    action = {
+        "role": "assistant",
+        "tool_calls": [{"id": "c\ud800", "function": {"name": "n\udcff", "arguments": "{}"}}],
+    }
+    with RemoteEnv(server.url, REFUNDS) as env:
+        env.reset(seed=1)
+        observation, _, terminated, _, _ = env.step(action)
+        assert observation[1]["tool_call_id"] == "c\ud800" and not terminated
+        assert observation[1]["content"].startswith("Error: unknown tool")
+        env.step("Done.")
+        episode = env.episode()
+    assert episode.steps[0].tool_calls[0].id == "c\ud800"  # the record holds what was sent
+    written = Episode.from_json(episode.to_json())  # ... and is repaired when written
+    assert written.steps[0].tool_calls[0].id == "c\ufffd"
+    # Every copy of the id and the name: in the assistant and tool messages and in the step's
+    # action, call and result.
+    assert written.metadata["sanitized"] == 10
 
 
 def test_a_malformed_json_body_is_a_400_that_says_so(server: RolloutServer) -> None:

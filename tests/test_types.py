@@ -85,6 +85,66 @@ def test_episode_json_round_trip_is_exact_and_one_line() -> None:
     assert json.loads(line)["reward"] == 1.5 and json.loads(line)["schema_version"] == 1
 
 
+def _writable(line: str) -> Episode:
+    """The line as a JSONL store writes and reads it back: UTF-8 bytes, one line."""
+    assert "\n" not in line
+    return Episode.from_json(line.encode("utf-8").decode("utf-8"))
+
+
+def test_text_that_cannot_be_utf8_is_written_replaced_and_counted() -> None:
+    # A lone surrogate (what the JSON escape "\ud83d" decodes to) and a file name decoded with
+    # surrogateescape (bytes that are not UTF-8), in a message, a call, a key and a result.
+    name = b"r\xe9sum\xe9.txt".decode("utf-8", "surrogateescape")
+    call = ToolCall("c1", "lookup", {"order_id": "\ud83d", "\udc80": 1})
+    result = ToolResult("c1", "lookup", f"Error: no order '\ud83d'; files: {name}", True)
+    action = {"role": "assistant", "content": "x\udfff", "tool_calls": [call.to_openai()]}
+    episode = _episode(
+        messages=({"role": "user", "content": "hi"}, action, result.to_message()),
+        steps=(Step(1, action, (call,), (result,), reward=1.5, terminated=True),),
+        metadata={"turns": 1, "sanitized": 2},
+    )
+    again = _writable(episode.to_json())
+    assert again.steps[0].tool_calls[0].arguments == {"order_id": "\ufffd", "\ufffd": 1}
+    content = again.steps[0].tool_results[0].content
+    assert content == "Error: no order '\ufffd'; files: r\ufffdsum\ufffd.txt"
+    assert again.messages[1]["content"] == "x\ufffd" == again.steps[0].action["content"]
+    # 6 strings repaired here (content twice, the call's value and key, the result twice), added
+    # to the 2 the environment counted; everything else is kept as it was.
+    assert again.metadata == {"turns": 1, "sanitized": 2 + 6}
+    assert (again.reward, again.episode_id, again.reward_components) == (
+        1.5,
+        "abc",
+        episode.reward_components,
+    )
+    assert again.to_json() == _writable(again.to_json()).to_json()  # repaired once for all
+
+
+def test_values_json_cannot_hold_are_written_as_notes() -> None:
+    deep: dict[str, Any] = {"a": 1}
+    for _ in range(900):
+        deep = {"a": deep}
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    episode = _episode(
+        metadata={"deep": deep, "cyclic": cyclic, "obj": object(), "big": 10**5000, "ok": [1]}
+    )
+    again = _writable(episode.to_json())
+    meta = again.metadata
+    assert meta["ok"] == [1] and meta["big"] == "(an integer of 16610 bits)"
+    assert meta["obj"].startswith("<object object at")
+    assert "nested more than 100 levels deep" in json.dumps(meta["deep"])
+    assert "nested more than 100 levels deep" in json.dumps(meta["cyclic"])
+    assert meta["sanitized"] == 4
+    assert again.steps == episode.steps and again.messages == episode.messages
+
+
+def test_a_clean_episode_is_written_as_it_is_without_a_note() -> None:
+    episode = _episode(metadata={"note": "caf\u00e9 \U0001f600 \u4e2d"})
+    line = episode.to_json()
+    assert Episode.from_json(line) == episode and "sanitized" not in line
+    assert line == json.dumps(episode.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
 def test_episode_properties() -> None:
     episode = _episode()
     assert episode.turns == 2

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 from simenv.checks.episodes import CheckOptions, opened, play, sample_tasks
 from simenv.checks.report import CheckResult
 from simenv.policies.scripted import Null, Oracle, Random, Scripted
-from simenv.scenario import Scenario
+from simenv.scenario import SCORE_TOL, Scenario
 from simenv.types import Episode, Task
 
 __all__ = ["check_examples", "check_leaks", "check_reward_sanity"]
@@ -33,7 +34,7 @@ def check_reward_sanity(scenario: Scenario, options: CheckOptions) -> CheckResul
         for i, task in enumerate(tasks):
             seed = options.seed + i
             null, actions = play(env, task.id, seed, Null())
-            if null.reward > scenario.reward_floor or null.success:
+            if null.reward > scenario.reward_floor + SCORE_TOL or null.success:
                 return CheckResult(
                     "reward",
                     "fail",
@@ -44,7 +45,8 @@ def check_reward_sanity(scenario: Scenario, options: CheckOptions) -> CheckResul
                     actions,
                 )
             gold, actions = play(env, task.id, seed, Oracle())
-            if not gold.valid or gold.reward < scenario.reward_ceiling or not gold.success:
+            short = gold.reward < scenario.reward_ceiling - SCORE_TOL
+            if not gold.valid or short or not gold.success:
                 return CheckResult(
                     "reward",
                     "fail",
@@ -57,8 +59,8 @@ def check_reward_sanity(scenario: Scenario, options: CheckOptions) -> CheckResul
                 )
             rand, _ = play(env, task.id, seed, Random(seed=seed))
             random_rewards.append(rand.reward)
-            disagreements += (rand.reward >= scenario.reward_ceiling) != rand.success
-    mean = sum(random_rewards) / len(random_rewards)
+            disagreements += (rand.reward >= scenario.reward_ceiling - SCORE_TOL) != rand.success
+    mean = math.fsum(random_rewards) / len(random_rewards)
     details = {"tasks": len(tasks), "random_mean_reward": mean, "disagreements": disagreements}
     message = (
         f"{len(tasks)} tasks: null <= {scenario.reward_floor}, oracle >= "
@@ -153,7 +155,7 @@ def check_examples(scenario: Scenario, options: CheckOptions) -> CheckResult:
     with opened(scenario, options) as env:
         for ex in scenario.examples:
             episode, _ = play(env, ex.task_id, ex.seed, Scripted(ex.actions))
-            if abs(episode.reward - ex.reward) > 1e-9:
+            if abs(episode.reward - ex.reward) > SCORE_TOL:
                 return CheckResult(
                     "examples",
                     "fail",

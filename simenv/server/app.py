@@ -70,6 +70,9 @@ KEEPALIVE_TIMEOUT_S = 120.0
 """A kept-alive connection idle this long is closed by the server (the client reconnects)."""
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=json_default).encode
+# For an answer holding a lone surrogate (a tool's text, a file name that is not UTF-8): its
+# \udXXX escapes are valid JSON and decode to the same strings.
+_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":"), default=json_default).encode
 
 _Route = Callable[["RolloutApp", str, bytes], tuple[int, Any]]
 
@@ -341,6 +344,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, payload: Any, headers: dict[str, str]) -> None:
         try:
             body = _ENCODE(payload).encode()
+        except UnicodeEncodeError:  # a lone surrogate: not UTF-8, but JSON can escape it
+            body = _ENCODE_ASCII(payload).encode()
         except (ValueError, RecursionError) as exc:  # a circular info dict
             status = 500
             body = _ENCODE(_error("InternalError", f"the answer is not JSON: {exc}")).encode()

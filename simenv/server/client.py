@@ -41,8 +41,19 @@ from simenv.types import Action, Episode, Message
 __all__ = ["RemoteEnv"]
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=json_default).encode
+# For an action holding a lone surrogate: its \udXXX escapes are valid JSON, and the server's
+# environment replaces the surrogates as a local one does.
+_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":"), default=json_default).encode
 _STALE = (RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 """What a kept-alive connection the server already closed raises on its next request."""
+
+
+def _encode(payload: Any) -> bytes:
+    """A request body as UTF-8 JSON (escaped ASCII where the text is not valid Unicode)."""
+    try:
+        return _ENCODE(payload).encode()
+    except UnicodeEncodeError:
+        return _ENCODE_ASCII(payload).encode()
 
 
 class RemoteEnv(gym.Env[list[Message], Action]):
@@ -118,7 +129,8 @@ class RemoteEnv(gym.Env[list[Message], Action]):
 
         Returns:
             ``(observation, reward, terminated, truncated, info)``: only the NEW messages, the
-            reward (0 until the end), whether the agent ended the episode, whether the turn limit
+            turn's reward (0 until the end unless the scenario rewards turns; see
+            ``MultiTurnEnv.step``), whether the agent ended the episode, whether the turn limit
             cut it, and ``info`` (``turn``; at the end ``termination``, ``valid``, ``evaluation``,
             ``reward_components``).
 
@@ -171,7 +183,8 @@ class RemoteEnv(gym.Env[list[Message], Action]):
         What the runner does to an episode that ran past its wall-time limit.
 
         Returns:
-            ``(reward, info)``: the final reward and the end-of-episode info fields.
+            ``(reward, info)``: the outcome reward (added to the last turn's reward) and the
+            end-of-episode info fields.
 
         Raises:
             ResetNeeded: No episode is running.
@@ -209,7 +222,7 @@ class RemoteEnv(gym.Env[list[Message], Action]):
         self, method: str, path: str, payload: Any = None, *, accept: tuple[int, ...] = ()
     ) -> Any:
         """One request; the answer's JSON, or the matching simenv error (not for ``accept``)."""
-        body = None if payload is None else _ENCODE(payload).encode()
+        body = None if payload is None else _encode(payload)
         headers = {"Content-Type": "application/json"} if body is not None else {}
         for _ in range(2):
             connection, reused = self._connect(), self._reused

@@ -15,7 +15,7 @@ from typing import Any
 
 from simenv.errors import ScenarioError
 from simenv.registration import register
-from simenv.scenario import Scenario
+from simenv.scenario import SCORE_TOL, Scenario
 from simenv.sop.build import load_sop
 from simenv.sop.grading import SUBMIT, _decision, _field_results, _last_answer, normalise
 from simenv.tools.sandbox import canonical_json
@@ -116,14 +116,16 @@ def self_test(scenario: Scenario, tasks: Sequence[Task] | None = None, seed: int
                 _, reward, terminated, _, info = env.step(action)
                 if terminated or turn + 1 >= scenario.max_turns:
                     break
-            if reward < 1.0 or info.get("evaluation") != 1.0:
+            evaluation = info.get("evaluation")
+            if reward < 1.0 - SCORE_TOL or evaluation is None or evaluation < 1.0 - SCORE_TOL:
                 problems.append(
                     f"task {task.id}: the oracle earned {reward} (evaluation "
                     f"{info.get('evaluation')}, {info.get('error') or 'no error'})"
                 )
             env.reset(seed=seed, options={"task_id": task.id})
             _, reward, _, _, info = env.step("I cannot decide this case.")
-            if reward > 0 or info.get("evaluation"):
+            evaluation = info.get("evaluation")
+            if reward > SCORE_TOL or (evaluation is not None and evaluation > SCORE_TOL):
                 problems.append(f"task {task.id}: a prose non-answer earned {reward}")
     finally:
         env.close()

@@ -98,12 +98,37 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
     return text, args
 
 
+# JSON-schema keywords whose value maps names (property names, definition names) to schemas:
+# the names are data, kept whatever they are ("title" included); only the schemas are stripped.
+_SCHEMA_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
+# Keywords whose value is data (a JSON value the model may send), never a schema: kept as is.
+_DATA_KEYWORDS = frozenset({"default", "const", "enum", "examples"})
+
+
 def _strip_titles(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {k: _strip_titles(v) for k, v in schema.items() if k != "title"}
+    """A JSON schema without pydantic's ``title`` metadata (noise in the prompt).
+
+    ``title`` is dropped only as a keyword of a schema object; a property or definition named
+    ``title`` (or ``type``, ``properties``, ...) survives, and so do data values (defaults,
+    enums, consts, examples) whatever keys they hold.
+    """
     if isinstance(schema, list):
         return [_strip_titles(v) for v in schema]
-    return schema
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title":
+            continue
+        if key in _DATA_KEYWORDS:
+            out[key] = value
+        elif key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: _strip_titles(sub) for name, sub in value.items()}
+        else:
+            out[key] = _strip_titles(value)
+    return out
 
 
 def json_default(value: Any) -> Any:

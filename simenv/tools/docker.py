@@ -61,6 +61,7 @@ from __future__ import annotations
 import base64
 import copy
 import io
+import math
 import signal
 import tarfile
 from collections.abc import Mapping, Sequence
@@ -88,11 +89,13 @@ from simenv.types import Task
 
 __all__ = [
     "BASE_IMAGE",
+    "MAX_EXEC_TIMEOUT_S",
     "ContainerSpec",
     "DockerSandbox",
     "ExecResult",
     "build_base_image",
     "docker_available",
+    "exec_limit",
     "image_exists",
     "reap",
     "run_id",
@@ -107,6 +110,32 @@ def docker_available() -> bool:
     except InfraError:
         return False
     return True
+
+
+MAX_EXEC_TIMEOUT_S = 86_400.0
+"""Longest time limit :meth:`DockerSandbox.exec` accepts (a day); longer ones are refused."""
+
+
+def exec_limit(timeout_s: Any) -> float:
+    """``timeout_s`` as the seconds an ``exec`` may run, checked before anything is sent.
+
+    A NaN would reach the container's runner and break its channel, and ``1e12`` overflows the
+    socket timeout; both are refused here, with every other value that is not a number of
+    seconds in (0, :data:`MAX_EXEC_TIMEOUT_S`].
+
+    Raises:
+        ToolError: ``timeout_s`` is not such a number (the message names the value).
+    """
+    try:
+        limit = float(timeout_s)
+    except (TypeError, ValueError, OverflowError):
+        limit = math.nan
+    if not (math.isfinite(limit) and 0.0 < limit <= MAX_EXEC_TIMEOUT_S):
+        raise ToolError(
+            f"timeout_s must be a number of seconds above 0 and at most "
+            f"{MAX_EXEC_TIMEOUT_S:g}; got {timeout_s!r:.60}"
+        )
+    return limit
 
 
 @dataclass(frozen=True)
@@ -292,11 +321,12 @@ class DockerSandbox(Sandbox):
 
         Raises:
             ToolError: It ran past the time limit (every process it started was killed), or
-                could not be started (no such program).
+                could not be started (no such program), or ``timeout_s`` is not a number of
+                seconds in (0, :data:`MAX_EXEC_TIMEOUT_S`] (refused before anything runs).
             InfraError: The container died or stopped answering.
         """
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-        limit = self.exec_timeout_s if timeout_s is None else float(timeout_s)
+        limit = exec_limit(self.exec_timeout_s if timeout_s is None else timeout_s)
         data = stdin.encode() if isinstance(stdin, str) else stdin
         answer = self._live().request(
             "exec",
