@@ -79,6 +79,7 @@ def _suspect(text: str) -> bool:
         return False
     return _MAY_HOLD_SURROGATE.search(text) is not None
 
+
 _SCAN: Any = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 - json.loads minus its Python-level wrapper: 4x faster
 
 
