@@ -51,7 +51,7 @@ def test_dr_grpo_is_mean_centred_only() -> None:
     a = dr_grpo(t(3, 1, 0, 0), torch.tensor([0, 0, 1, 1]))
     assert a.values.tolist() == pytest.approx([1.0, -1.0, 0.0, 0.0])
     assert a.flat_groups == 1
-    assert set(ESTIMATORS) == {"grpo", "dr_grpo", "rloo"}
+    assert {"grpo", "dr_grpo", "rloo"} <= set(ESTIMATORS)
 
 
 def test_ppo_by_hand() -> None:

@@ -140,24 +140,21 @@ class RewardBatch:
     ) -> RewardBatch:
         """A batch from episode rewards; by default one turn per episode and every length 1."""
         r = torch.as_tensor(rewards)
-        n = r.numel() if r.dim() == 1 else -1
-        turns = (
-            [[float(x)] for x in r.double().tolist()] if turn_rewards is None and n >= 0 else []
-        )
-        if turn_rewards is not None:
+        if turn_rewards is None:
+            turns = [[float(x)] for x in r.double().reshape(-1).tolist()]
+        else:
             turns = [[float(x) for x in episode] for episode in turn_rewards]
-        size = max(n, 0)
         return cls(
             rewards=r,
             group_ids=torch.as_tensor(group_ids),
             turn_rewards=turns,
-            lengths=torch.ones(size) if lengths is None else torch.as_tensor(lengths),
+            lengths=torch.ones(r.numel()) if lengths is None else torch.as_tensor(lengths),
         )
 
 
 class _Groups(NamedTuple):
-    index: torch.Tensor  # [N] long: the group of each episode, 0..count-1
-    count: int  # groups in the batch
+    index: torch.Tensor  # [N] long: the group of each episode, 0..n_groups-1
+    n_groups: int  # groups in the batch
     size: torch.Tensor  # [N] float64: n_g of the episode's group
     total: torch.Tensor  # [N] float64: sum of the group's rewards
     std: torch.Tensor  # [N] float64: unbiased std of the group's rewards
@@ -309,7 +306,7 @@ def group_based_per_turn(
     g = _groups(b)
     returns, mask = _returns(b, gamma)
     weight = mask.double()
-    grid = torch.zeros(g.count, returns.shape[1], dtype=torch.float64)
+    grid = torch.zeros(g.n_groups, returns.shape[1], dtype=torch.float64)
     count = grid.clone().index_add_(0, g.index, weight)
     mean = grid.clone().index_add_(0, g.index, returns * weight) / count.clamp(min=1)
     deviation = (returns - mean[g.index]) * weight
@@ -372,7 +369,7 @@ def opo(batch: RewardBatch | torch.Tensor, group_ids: torch.Tensor | None = None
     b = _as_batch(batch, group_ids)
     g = _groups(b)
     r, length = b.rewards.double(), b.lengths.double()
-    zeros = torch.zeros(g.count, dtype=torch.float64)
+    zeros = torch.zeros(g.n_groups, dtype=torch.float64)
     weighted = zeros.clone().index_add_(0, g.index, length * r)
     baseline = weighted / zeros.clone().index_add_(0, g.index, length)
     advantage = r - baseline[g.index]
@@ -400,12 +397,12 @@ def grpo_passk(
     g = _groups(b)
     success = b.rewards.double() > 0.5
     index = g.index.tolist()
-    sizes = [0] * g.count
-    hits = [0] * g.count
+    sizes = [0] * g.n_groups
+    hits = [0] * g.n_groups
     for group, s in zip(index, success.tolist(), strict=True):
         sizes[group] += 1
         hits[group] += int(s)
-    positive, negative = [0.0] * g.count, [0.0] * g.count
+    positive, negative = [0.0] * g.n_groups, [0.0] * g.n_groups
     for group, (n, c) in enumerate(zip(sizes, hits, strict=True)):
         kk = min(k, n)
         p = 1.0 - math.comb(n - c, kk) / math.comb(n, kk)
@@ -429,8 +426,8 @@ def gpg(batch: RewardBatch | torch.Tensor, group_ids: torch.Tensor | None = None
     """
     b = _as_batch(batch, group_ids)
     g = _groups(b)
-    valid = g.count - g.flat_groups
-    alpha = g.count / valid if valid else 0.0
+    valid = g.n_groups - g.flat_groups
+    alpha = g.n_groups / valid if valid else 0.0
     advantage = alpha * (b.rewards.double() - g.total / g.size)
     return Advantages(_out(_zero_where(g.flat, advantage), b), g.flat_groups)
 
