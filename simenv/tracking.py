@@ -141,6 +141,11 @@ class MLflowLogger:
         if numeric:
             self.mlflow.log_metrics(numeric, step=step)
 
+    def logged_steps(self, key: str) -> set[int]:
+        """The steps at which this run already holds metric ``key`` (a resumed job's record)."""
+        client = self.mlflow.tracking.MlflowClient(tracking_uri=self.tracking_uri)
+        return {int(m.step) for m in client.get_metric_history(self.run_id, metric_name(key))}
+
     # -- the rest of a run --------------------------------------------------------------
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log parameters (strings as they are, other values JSON-encoded; 500 characters max)."""

@@ -141,6 +141,19 @@ def test_a_failing_job_marks_its_run_failed(store: Path) -> None:
     assert mlflow.MlflowClient(tracking_uri=uri).get_run(logger.run_id).info.status == "FAILED"
 
 
+def test_a_continued_run_reports_the_steps_it_already_holds(store: Path) -> None:
+    """A resumed job asks MLflow (not its own files) which steps were sent before the kill."""
+    uri = f"sqlite:///{store / 'mlruns.db'}"
+    with MLflowLogger("unit", tracking_uri=uri) as first:
+        assert first.logged_steps("eval/pass@4") == set()
+        first.log({"eval/pass@4": 0.5, "loss/policy": 1.0}, step=0)
+        first.log({"loss/policy": 0.5}, step=2)
+    with MLflowLogger("unit", tracking_uri=uri, run_id=first.run_id) as again:
+        assert again.logged_steps("loss/policy") == {0, 2}
+        assert again.logged_steps("eval/pass@4") == {0}  # the name is made MLflow-safe
+        assert again.logged_steps("episode/reward") == set()
+
+
 def test_eval_mlflow_logs_a_run_per_policy(store: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     run_file = tmp_path / "run.jsonl"

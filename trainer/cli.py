@@ -96,11 +96,9 @@ def train(**given: Any) -> None:
     # What the numbers below were computed with: float kernels differ between machines.
     out.print(f"simenv train on {describe_runtime(runtime_info(resolve_device(cfg.device)))}")
     checkpoint = resume_point(Path(cfg.out))
-    replayed = -1  # the last RL step the killed run logged; the resumed run plays it again
     if checkpoint is not None:
         step = checkpoint_step(checkpoint) + 1
         out.print(f"resuming {cfg.out} at step {step} (delete the folder to start over)")
-        replayed = _last_logged_step(Path(cfg.out) / "metrics.jsonl")
 
     tracker: Any = None
     try:  # MLflow when it is installed (the `mlflow` extra)
@@ -126,13 +124,15 @@ def train(**given: Any) -> None:
     except ImportError:
         pass
     # Steps after the checkpoint that the killed run already sent to the same MLflow run are
-    # played again with the same numbers: MLflow keeps them once.
+    # played again with the same numbers: MLflow keeps them once. What MLflow holds decides,
+    # not metrics.jsonl: a kill can fall between writing a step there and sending it.
     continued = tracker is not None and tracker.run_id == earlier
+    sent = tracker.logged_steps("episode/reward") if continued else set()
 
     def log(values: dict[str, float], step: int) -> None:
         shown = {k: round(v, 3) for k, v in values.items() if not k.startswith("perf")}
         out.print(f"[dim]step {step:>4}[/] {shown}")
-        again = continued and 0 <= step <= replayed and "episode/reward" in values
+        again = step in sent and "episode/reward" in values
         if tracker is not None and not again:
             tracker.log(values, step)
 
@@ -204,19 +204,6 @@ def _train_parameters() -> list[inspect.Parameter]:
 
 # typer reads a command's options from its signature: train's is built from TrainConfig.
 train.__signature__ = inspect.Signature(_train_parameters(), return_annotation=None)  # type: ignore[attr-defined]
-
-
-def _last_logged_step(metrics: Path) -> int:
-    """The last RL step in ``metrics.jsonl`` (-1 if none), read before the run trims the file."""
-    last = -1
-    for line in metrics.read_text().splitlines() if metrics.exists() else ():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        if "episode/reward" in row:
-            last = max(last, int(row["step"]))
-    return last
 
 
 def _brief(metrics: dict[str, float]) -> str:

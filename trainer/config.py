@@ -27,7 +27,14 @@ class TrainConfig:
     loss: str = "ppo"
     """Policy loss: ppo, cispo or importance_sampling."""
     advantage: str = "grpo"
-    """Advantage estimator: grpo, dr_grpo or rloo."""
+    """Advantage estimator: grpo (alias group_based), dr_grpo, rloo, monte_carlo,
+    group_based_per_turn, reinforce_pp, reinforce_pp_baseline, opo, grpo_passk or gpg (see
+    docs/training.md for when to use which)."""
+    gamma: float = 1.0
+    """Discount of the per-turn estimators (monte_carlo, group_based_per_turn): a turn's return
+    is its reward plus gamma times the next turn's return."""
+    pass_k: int = 2
+    """k of grpo_passk: the group advantage of the pass@k reward."""
     group_size: int = 8
     """Episodes sampled per task (the GRPO group); they share one starting state."""
     batch_tasks: int = 8
@@ -120,6 +127,10 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be constant or linear, not {self.lr_schedule!r}")
         if self.aggregation not in ("token", "sequence"):
             raise ValueError(f"aggregation must be token or sequence, not {self.aggregation!r}")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"gamma is a discount: between 0 and 1, not {self.gamma}")
+        if self.pass_k < 1:
+            raise ValueError(f"pass_k must be at least 1, not {self.pass_k}")
         if self.group_size < 2:
             raise ValueError("group_size must be at least 2: advantages compare within a group")
         if self.weights and len(self.weights) != len(self.scenarios):

@@ -29,10 +29,11 @@ from typing import Any
 import torch
 
 import simenv
+from simenv.metrics import pass_at_k
 from simenv.policies import HF, Oracle
 from simenv.runner import Job, run
 from simenv.types import Episode
-from trainer.advantages import ESTIMATORS, Advantages
+from trainer.advantages import PARAMS, Advantages, RewardBatch, bind
 from trainer.checkpoints import (
     checkpoint_step,
     evaluation_at,
@@ -235,11 +236,6 @@ def environments(cfg: TrainConfig, scenario: simenv.Scenario) -> Any:
 
 
 # ----------------------------------------------------------------------------- evaluation
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k: ``1 - C(n-c, k) / C(n, k)``."""
-    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
-
 def evaluate(
     policy: HF,
     scenarios: Sequence[simenv.Scenario],
@@ -302,19 +298,41 @@ def rollout_batch(
     return episodes
 
 
+def estimator(cfg: TrainConfig) -> Callable[[RewardBatch], Advantages]:
+    """The advantage estimator of ``cfg``, with its parameters bound (chosen once)."""
+    values = {"gamma": cfg.gamma, "k": cfg.pass_k}
+    return bind(cfg.advantage, **{p: values[p] for p in PARAMS[cfg.advantage] if p in values})
+
+
+def reward_batch(episodes: Sequence[Episode]) -> RewardBatch:
+    """What the estimators read: rewards, GRPO groups, per-turn rewards, generated lengths."""
+    turns = [[s.reward for s in e.steps] or [e.reward] for e in episodes]
+    lengths = [
+        max(1, sum(len(t["completion_ids"]) for t in e.metadata.get("turns", ()))) for e in episodes
+    ]
+    return RewardBatch(
+        rewards=torch.tensor([e.reward for e in episodes]),
+        group_ids=torch.tensor([e.metadata["job"]["task_index"] for e in episodes]),
+        turn_rewards=turns,
+        lengths=torch.tensor(lengths),
+    )
+
+
 def training_samples(
-    episodes: Sequence[Episode], estimator: Callable[..., Advantages]
+    episodes: Sequence[Episode], estimate: Callable[[RewardBatch], Advantages]
 ) -> tuple[list[Sample], Advantages]:
-    """The batch's samples, each with its episode's advantage (flat groups left out)."""
-    rewards = torch.tensor([e.reward for e in episodes])
-    groups = torch.tensor([e.metadata["job"]["task_index"] for e in episodes])
-    adv = estimator(rewards, groups)
+    """The batch's samples with their advantages; episodes whose every advantage is 0 (flat
+    groups) are left out. A per-turn estimator's advantages land on their own turn's tokens."""
+    adv = estimate(reward_batch(episodes))
     samples: list[Sample] = []
     for i, (e, a) in enumerate(zip(episodes, adv.values.tolist(), strict=True)):
-        if a != 0.0:
-            for sample in episode_samples(e, i):
-                sample.advantage = a
-                samples.append(sample)
+        per_turn = adv.per_turn[i] if adv.per_turn is not None else None
+        if (a if per_turn is None else any(per_turn)) == 0.0:
+            continue
+        for sample in episode_samples(e, i):
+            sample.advantage = a
+            sample.turn_advantages = per_turn
+            samples.append(sample)
     return samples, adv
 
 
@@ -476,7 +494,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         if warm is not None:
             result["before_warm_start"] = warm
         pad = int(tokenizer.pad_token_id)
-        estimator = ESTIMATORS[cfg.advantage]
+        estimate = estimator(cfg)
         loss_fn = bind_loss(
             cfg.loss, clip_low=cfg.clip_low, clip_high=cfg.clip_high, cispo_high=cfg.cispo_high
         )
@@ -491,7 +509,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             episodes = rollout_batch(sampler, scenarios, cfg, rng, step)
             valid = [e for e in episodes if e.valid]
             rewards = torch.tensor([e.reward for e in valid])
-            samples, adv = training_samples(valid, estimator)
+            samples, adv = training_samples(valid, estimate)
             stats: dict[str, float] = {}
             if samples:
                 stats = policy_update(model, optimizer, samples, cfg, pad, loss_fn)
