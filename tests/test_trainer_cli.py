@@ -232,7 +232,8 @@ def test_cispo_rloo_with_kl_and_tis_through_a_real_step(wordy_run: tuple[Path, R
     assert (config["kl_coef"], config["tis_cap"]) == (0.05, 2.0)
     (step,) = [r for r in _rows(out) if "episode/reward" in r]
     assert step["batch/flat_groups"] < 2  # some group's rewards differ: the loss ran
-    assert {"loss/policy", "loss/kl", "loss/entropy"} <= set(step)
+    assert {"loss/policy", "loss/kl", "loss/entropy", "grad/norm"} <= set(step)
+    assert step["grad/norm"] > 0  # the norm before clipping: a gradient reached the adapter
     assert step["loss/kl"] >= 0 and all(v == v for v in step.values())  # k3 KL; no NaN
     assert "held-out evaluation" in result.output
 

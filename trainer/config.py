@@ -73,6 +73,11 @@ class TrainConfig:
     sft_steps: int = 600
     """Most supervised warm-start steps on oracle episodes before RL (0 skips the warm start);
     the learning rate follows a cosine to 0 over them."""
+    sft_seeds: int = 8
+    """Oracle episodes per train task for the warm start, each from its own episode seed. The
+    seed draws the customers' plans, so several seeds per ticket show the priority following
+    the plan looked up; with few, the ticket alone predicts much of it, and the model may learn
+    that instead (docs/training.md, Results)."""
     sft_lr: float = 3e-3
     """Peak learning rate of the warm start (reached after sft_warmup steps)."""
     sft_warmup: int = 30
@@ -138,7 +143,7 @@ class TrainConfig:
         if not 0 <= self.sft_target <= 1:
             raise ValueError("sft_target is a success rate: between 0 (off) and 1")
         for name in ("batch_tasks", "steps", "micro_batch", "updates_per_batch",
-                     "sft_check_every", "sft_check_samples"):  # fmt: skip
+                     "sft_check_every", "sft_check_samples", "sft_seeds"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not 0 < self.clip_low <= 1 <= self.clip_high:

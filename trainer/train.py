@@ -417,9 +417,9 @@ def policy_update(
             totals["loss/entropy"] = totals.get("loss/entropy", 0.0) + entropy * share
             for key, value in part.items():
                 totals[key] = totals.get(key, 0.0) + value * share
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # the norm before clipping
         optimizer.step()
-        stats = totals
+        stats = {**totals, "grad/norm": float(norm)}
     return stats
 
 
@@ -475,7 +475,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             if cfg.sft_steps:
                 result["before_warm_start"] = evaluate(sampler, scenarios, cfg)
                 record({f"{k}": v for k, v in result["before_warm_start"].items()}, -2)
-                gold = sft_samples(oracle_episodes(scenarios, 2), sampler)
+                gold = sft_samples(oracle_episodes(scenarios, cfg.sft_seeds), sampler)
                 result["sft_steps"] = warm_start(model, sampler, cfg, gold, scenarios, record)
             model.save_pretrained(base_dir)  # the base, saved before it is wrapped with LoRA
             tokenizer.save_pretrained(base_dir)
