@@ -34,7 +34,7 @@ def build_base(
     force: Annotated[bool, typer.Option(help="Rebuild even if the image exists.")] = False,
 ) -> None:
     """Build the base image offline (debootstrap minbase + python3, docker import); cached."""
-    from simenv.tools.docker_image import build_base_image
+    from simenv.tools.docker.image import build_base_image
 
     try:
         built = build_base_image(tag, mirror=mirror, force=force, log=typer.echo)
@@ -51,7 +51,7 @@ def reap(
     run: Annotated[str | None, typer.Option(help="Remove only this run id's containers.")] = None,
 ) -> None:
     """Remove containers left behind by runs that ended (by their simenv.managed label)."""
-    from simenv.tools.docker_pool import reap as reap_containers
+    from simenv.tools.docker.pool import reap as reap_containers
 
     try:
         removed = reap_containers(everything=everything, run=run)

@@ -25,7 +25,8 @@ import simenv
 from simenv import InfraError, Outcome, Scenario, Task, ToolError, tool
 from simenv.parsing import format_tool_call
 from simenv.tools.docker import BASE_IMAGE, DockerSandbox, reap
-from simenv.tools.docker_pool import MANAGED_LABEL, docker_client, live_containers, run_id
+from simenv.tools.docker.container import MANAGED_LABEL, docker_client, run_id
+from simenv.tools.docker.pool import live_containers
 
 pytestmark = [pytest.mark.simenv_docker, pytest.mark.usefixtures("base_image")]
 
