@@ -26,7 +26,7 @@ from simenv.cli_sop import register as register_sop
 from simenv.errors import SimenvError
 
 if TYPE_CHECKING:
-    from simenv.policies.base import Policy
+    from simenv.rollouts.policies.base import Policy
 
 app = typer.Typer(
     help="simenv: trustworthy multi-turn environments for training LLM agents.",
@@ -161,7 +161,7 @@ def _summary(policy: str, episodes: list[simenv.Episode]) -> dict[str, Any]:
 
 def _policy(name: str, seed: int) -> Policy:
     """The policy a ``--policy`` string names; a model that cannot be loaded is a clean error."""
-    from simenv.policies import from_string
+    from simenv.rollouts.policies import from_string
 
     try:
         return from_string(name, seed=seed)
@@ -203,9 +203,9 @@ def run(
     """Roll out episodes with one or more policies and summarise them."""
     from rich.progress import Progress
 
-    from simenv.runner import Job, plan_jobs
-    from simenv.runner import run as run_jobs
-    from simenv.store import EpisodeStore
+    from simenv.rollouts import Job, plan_jobs
+    from simenv.rollouts import run as run_jobs
+    from simenv.rollouts.store import EpisodeStore
 
     s = _scenario(scenario_id)
     if split not in ("train", "eval", "all"):
@@ -226,7 +226,7 @@ def run(
     rows = []
     try:
         if backend == "ray":
-            from simenv.ray_backend import RayPool
+            from simenv.rollouts.ray import RayPool
 
             pool = RayPool(s, address=ray_address)
         elif server is not None:

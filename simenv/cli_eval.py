@@ -2,8 +2,8 @@
 
 The commands are plain typer functions; :func:`register` adds them to the ``simenv`` app. A file
 written by ``simenv run`` with several ``--policy`` holds several runs: each is summarised on
-its own (see :func:`simenv.metrics.split_runs`). Errors print one line to stderr and exit with
-code 2, like the rest of the CLI.
+its own (see :func:`simenv.evaluation.metrics.split_runs`). Errors print one line to stderr
+and exit with code 2, like the rest of the CLI.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rich.table import Table
 from simenv.errors import SimenvError
 
 if TYPE_CHECKING:
-    from simenv.metrics import Comparison, Summary
+    from simenv.evaluation.metrics import Comparison, Summary
     from simenv.types import Episode
 
 __all__ = ["evaluate", "register", "view"]
@@ -39,7 +39,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _read(path: Path) -> list[Episode]:
-    from simenv.store import read_episodes
+    from simenv.rollouts.store import read_episodes
 
     try:
         episodes = list(read_episodes(path))
@@ -102,8 +102,8 @@ def evaluate(
     ] = None,
 ) -> None:
     """Evaluate a run: reward and success with 95% intervals, pass@k, pass^k, tool use."""
-    from simenv.metrics import compare as paired
-    from simenv.metrics import split_runs, summarize
+    from simenv.evaluation.metrics import compare as paired
+    from simenv.evaluation.metrics import split_runs, summarize
 
     ks = _ks(k)
     runs = split_runs(_read(run_file))
@@ -126,7 +126,7 @@ def evaluate(
         episodes[baseline] = base
         comparisons = {label: paired(es, base, seed=seed) for label, es in runs.items()}
     if html_path is not None:
-        from simenv.report_html import render_report
+        from simenv.evaluation.report import render_report
 
         notes = [f"run: {run_file}"] + ([f"baseline: {compare}"] if compare else [])
         page = render_report(
@@ -331,8 +331,8 @@ def _log_mlflow(
 ) -> None:
     """One MLflow run per run in the file: summary, comparison, files and traces."""
     try:
-        from simenv.tracking import MLflowLogger
-        from simenv.viewer import render_transcripts
+        from simenv.evaluation.tracking import MLflowLogger
+        from simenv.evaluation.viewer import render_transcripts
 
         for label, episodes in runs.items():
             first = episodes[0]
@@ -387,7 +387,7 @@ def view(
     ] = None,
 ) -> None:
     """Render a run's transcripts as one static HTML page (filter by task and outcome)."""
-    from simenv.viewer import render_transcripts
+    from simenv.evaluation.viewer import render_transcripts
 
     episodes = _read(run_file)
     target = output or run_file.with_suffix(".html")

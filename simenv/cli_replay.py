@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 
 from simenv.errors import SimenvError
-from simenv.recording import coverage, record_scenario
 from simenv.registration import load_scenario
+from simenv.rollouts.recording import coverage, record_scenario
 
 __all__ = ["app", "coverage_command", "record"]
 

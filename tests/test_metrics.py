@@ -1,4 +1,4 @@
-"""simenv.metrics and `simenv eval` against hand computations on a small JSONL built here."""
+"""simenv.evaluation.metrics and `simenv eval` against hand computations on a small JSONL."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from simenv import Episode, Step, ToolCall, ToolResult
 from simenv.cli import app as simenv_app
 from simenv.cli_eval import register
-from simenv.metrics import (
+from simenv.evaluation import (
     bootstrap_ci,
     compare,
     group_key,
@@ -24,7 +24,7 @@ from simenv.metrics import (
     split_runs,
     summarize,
 )
-from simenv.store import read_episodes
+from simenv.rollouts.store import read_episodes
 
 app = typer.Typer()
 register(app)

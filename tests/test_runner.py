@@ -16,10 +16,10 @@ import pytest
 import simenv
 from simenv.checks.episodes import comparable
 from simenv.errors import SimenvError
-from simenv.policies import Oracle, Random
-from simenv.policies.base import Conversation
-from simenv.runner import plan_jobs, run
-from simenv.store import EpisodeStore, read_episodes
+from simenv.rollouts import plan_jobs, run
+from simenv.rollouts.policies import Oracle, Random
+from simenv.rollouts.policies.base import Conversation
+from simenv.rollouts.store import EpisodeStore, read_episodes
 from simenv.types import Action
 
 SCENARIO = "support/Refunds-v1"
@@ -104,9 +104,9 @@ KILLABLE = textwrap.dedent(
     """
     import sys, time
     import simenv
-    from simenv.policies import Random
-    from simenv.runner import plan_jobs, run
-    from simenv.store import EpisodeStore
+    from simenv.rollouts.policies import Random
+    from simenv.rollouts import plan_jobs, run
+    from simenv.rollouts.store import EpisodeStore
 
     class Slow(Random):
         def act(self, conversations):
@@ -160,7 +160,7 @@ def test_time_limit_ends_slow_episodes_scored() -> None:
 
 def test_ray_backend_gives_the_same_episodes_as_local() -> None:
     pytest.importorskip("ray", reason="the ray extra is not installed")
-    from simenv.ray_backend import RayPool
+    from simenv.rollouts.ray import RayPool
 
     scenario = simenv.load_scenario(SCENARIO)
     jobs = plan_jobs(scenario, split="eval", samples=2, limit=10)

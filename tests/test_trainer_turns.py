@@ -18,7 +18,7 @@ from helpers import call
 torch = pytest.importorskip("torch")
 
 import simenv  # noqa: E402
-from simenv.policies.scripted import Scripted  # noqa: E402
+from simenv.rollouts.policies.scripted import Scripted  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.train import estimator, reward_batch, training_samples  # noqa: E402
 

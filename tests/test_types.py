@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import simenv
 from simenv import Episode, Step, Task, ToolCall, ToolResult
-from simenv.policies import Oracle, Random
+from simenv.rollouts.policies import Oracle, Random
 from simenv.types import EPISODE_SCHEMA_VERSION
 
 
