@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import simenv
 from simenv import Outcome, Scenario, ScenarioError, Task, ToolError, tool
 from simenv.checks import check
-from simenv.cli_replay import app as replay_app
+from simenv.cli import app as replay_app
 from simenv.parsing import format_tool_call
 from simenv.rollouts.policies import Oracle, Scripted
 from simenv.rollouts.recording import coverage, record_scenario

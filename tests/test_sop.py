@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import simenv
 from simenv import ScenarioError
 from simenv.checks import check
-from simenv.cli_sop import register as register_cli
+from simenv.cli.sop import register as register_cli
 from simenv.parsing import format_tool_call
 from simenv.rollouts import plan_jobs
 from simenv.rollouts import run as run_jobs

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from simenv import Episode, Step, ToolCall, ToolResult
 from simenv.cli import app as simenv_app
-from simenv.cli_eval import register
+from simenv.cli.evaluate import register
 from simenv.evaluation.metrics import summarize
 from simenv.evaluation.tracking import MLflowLogger, metric_name
 
@@ -34,7 +34,7 @@ def test_metric_names_are_mlflow_safe() -> None:
 
 def test_importing_simenv_evaluation_modules_imports_no_mlflow() -> None:
     code = (
-        "import sys, simenv.evaluation.tracking, simenv.cli_eval, simenv.evaluation.metrics, "
+        "import sys, simenv.evaluation.tracking, simenv.cli.evaluate, simenv.evaluation.metrics, "
         "simenv.evaluation.viewer, simenv.evaluation.report; "
         "heavy = {'mlflow', 'torch', 'transformers', 'matplotlib'}; "
         "print(sorted(heavy & set(sys.modules)))"

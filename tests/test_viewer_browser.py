@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from simenv import Episode, Step, ToolCall, ToolResult
 from simenv.cli import app as simenv_app
-from simenv.cli_eval import register
+from simenv.cli.evaluate import register
 from simenv.rollouts.store import read_episodes
 
 app = typer.Typer()
