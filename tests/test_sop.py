@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import simenv
 from simenv import ScenarioError
 from simenv.checks import check
+from simenv.checks.sop import self_test
 from simenv.cli.sop import register as register_cli
 from simenv.parsing import format_tool_call
 from simenv.rollouts import plan_jobs
@@ -27,7 +28,6 @@ from simenv.sop import (
     load_sop,
     normalise,
     parse_decision,
-    self_test,
     sop_metrics,
 )
 

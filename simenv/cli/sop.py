@@ -35,7 +35,9 @@ def register(app: typer.Typer) -> None:
         ] = True,
     ) -> None:
         """Check an SOP folder and register it as a scenario runnable by id."""
-        from simenv.sop import import_sop, load_sop, self_test
+        from simenv.checks.sop import self_test
+        from simenv.registration import import_sop
+        from simenv.sop import load_sop
 
         try:
             scenario = load_sop(path, scenario_id)

@@ -30,6 +30,7 @@ from simenv.sop.grading import (
     normalise,
     schema_problems,
 )
+from simenv.sop.metrics import sop_metrics
 from simenv.sop.toolspecs import ToolMap
 from simenv.tools.base import Tool
 from simenv.tools.sandbox import Sandbox
@@ -325,9 +326,7 @@ def _default_id(root: Path) -> str:
 
 
 def _metrics(scenario: Scenario, episodes: Sequence[Episode]) -> dict[str, float]:
-    """``Scenario.metrics`` of SOP scenarios: :func:`simenv.sop.sop_metrics`."""
-    from simenv.sop.imports import sop_metrics  # deferred: that module imports this one
-
+    """``Scenario.metrics`` of SOP scenarios: :func:`simenv.sop.metrics.sop_metrics`."""
     return {k: float(v) for k, v in sop_metrics(scenario, episodes).items()}
 
 
