@@ -13,14 +13,16 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from simenv.errors import InfraError, ScenarioError, ToolError
+from simenv.tools.base import Tool, ToolBackend, format_result
 from simenv.tools.sandbox import canonical_json, diff_values
+from simenv.types import ToolCall, ToolResult
 
 __all__ = [
     "ENV_VAR",
@@ -32,6 +34,7 @@ __all__ = [
     "MissPolicy",
     "Recording",
     "ReplayMode",
+    "Replayed",
     "Served",
     "Usage",
     "effective_mode",
@@ -89,6 +92,28 @@ class Served:
 
     value: Any
     provenance: str
+
+
+class Replayed:
+    """The :class:`~simenv.tools.base.ToolBackend` of a replayed tool.
+
+    The tool's ``fn`` is its cassette in front of the live function (:meth:`Recording.wrap`),
+    which says where each answer came from; the result carries that provenance.
+    """
+
+    __slots__ = ("tool",)
+
+    def __init__(self, tool: Tool) -> None:
+        self.tool = tool
+
+    def call(self, call: ToolCall, injected: Mapping[str, Any]) -> ToolResult:
+        """Validate the arguments, then answer from the cassette (or live, by the mode)."""
+        tool = self.tool
+        kwargs = tool.validate(call.arguments)
+        if injected:
+            kwargs.update(injected)
+        served: Served = tool.fn(**kwargs)
+        return ToolResult(call.id, tool.name, format_result(served.value), False, served.provenance)
 
 
 def redact(value: Any, pattern: re.Pattern[str] = SECRET_FIELD) -> Any:
@@ -219,6 +244,10 @@ class Recording(abc.ABC):
     @abc.abstractmethod
     def _end(self, ok: bool) -> None:
         """Close the session: write the file when ``ok``, else leave it as it was."""
+
+    def backend(self, tool: Tool) -> ToolBackend:
+        """The backend of a tool declared with ``replay=`` this cassette (called by ``Tool``)."""
+        return Replayed(tool)
 
     # -------------------------------------------------------------- sessions and tracking
     @contextmanager
