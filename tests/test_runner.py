@@ -45,7 +45,7 @@ def test_jobs_cover_tasks_times_samples_with_group_seeds() -> None:
     jobs = plan_jobs(scenario, split="eval", samples=3, seed=100)
     eval_tasks = scenario.split("eval")
     assert len(jobs) == 3 * len(eval_tasks)
-    assert {j.seed for j in jobs if j.task_index == 2} == {102}  # one seed per group
+    assert {j.seed for j in jobs if j.group == 2} == {102}  # one seed per group
     assert len({j.key for j in jobs}) == len(jobs)
     assert len(plan_jobs(scenario, split="eval", limit=50)) == 50
     with pytest.raises(ValueError, match="limit must be at least 1"):
@@ -62,6 +62,15 @@ def test_lockstep_batches_and_results_do_not_depend_on_batch_size() -> None:
     assert [comparable(e) for e in big] == [comparable(e) for e in small]
     assert [e.metadata["job"]["key"] for e in big] == [j.key for j in jobs]
     assert len({e.episode_id for e in big}) == len(big)
+
+
+def test_each_episode_carries_its_jobs_group() -> None:
+    scenario = simenv.load_scenario(SCENARIO)
+    jobs = plan_jobs(scenario, split="eval", samples=2, limit=3)
+    episodes = run(scenario, Random(seed=1), jobs, batch_size=4)
+    assert [e.group for e in episodes] == [j.group for j in jobs] == [0, 0, 1, 1, 2, 2]
+    assert all(e.metadata["job"].keys() == {"key", "sample"} for e in episodes)
+    assert simenv.rollout(simenv.make(scenario), Random(seed=1), seed=0).group is None
 
 
 def test_oracle_through_the_runner_solves_every_eval_task() -> None:

@@ -312,7 +312,7 @@ def reward_batch(episodes: Sequence[Episode]) -> RewardBatch:
     ]
     return RewardBatch(
         rewards=torch.tensor([e.reward for e in episodes]),
-        group_ids=torch.tensor([e.metadata["job"]["task_index"] for e in episodes]),
+        group_ids=torch.tensor([e.group for e in episodes]),
         turn_rewards=turns,
         lengths=torch.tensor(lengths),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -76,7 +77,7 @@ def run(
     """Roll out episodes with one or more policies and summarise them."""
     from rich.progress import Progress
 
-    from simenv.rollouts import Job, plan_jobs
+    from simenv.rollouts import plan_jobs
     from simenv.rollouts import run as run_jobs
     from simenv.rollouts.store import EpisodeStore
 
@@ -110,7 +111,7 @@ def run(
             for name, chosen in policies:
                 # Each policy's jobs get their own keys, so one file can hold them all.
                 tag = name if len(policies) > 1 else ""
-                jobs = [Job(j.task_id, j.seed, j.task_index, j.sample, tag) for j in base_jobs]
+                jobs = [replace(j, tag=tag) for j in base_jobs]
                 bar = progress.add_task(f"{name}", total=len(jobs))
 
                 def advance(_: Episode, bar: Any = bar) -> None:

@@ -5,8 +5,8 @@ formulas, are in ``docs/evaluation.md``; in short:
 
 - Invalid episodes (``valid=False``: the environment failed, not the agent) are left out of
   every mean and counted in ``episode/invalid_rate``. Termination reasons count every episode.
-- A *group* is the set of samples of one task started from one seed: the runner's
-  ``metadata["job"]["task_index"]`` when the record has it, else the task id.
+- A *group* is the set of samples of one task started from one seed: the episode's ``group``
+  (numbered by the runner) when it has one, else the task id.
 - ``pass@k = 1 - C(n-c, k) / C(n, k)`` (at least one of k samples succeeds) and
   ``pass^k = C(c, k) / C(n, k)`` (all k succeed) are the unbiased estimators over a group's
   ``n`` valid samples with ``c`` successes, averaged over the groups with ``n >= k``.
@@ -59,15 +59,14 @@ MALFORMED = "<malformed>"
 
 # ----------------------------------------------------------------------------- episode facts
 def group_key(episode: Episode) -> str:
-    """The group an episode belongs to: its task plus the runner's task index, if recorded.
+    """The group an episode belongs to: its task plus its :attr:`~simenv.Episode.group`.
 
     Samples of one group start from one task and one seed (a GRPO group); pass@k and pass^k
-    are computed per group. Records without ``metadata["job"]["task_index"]`` (e.g. from
-    :func:`simenv.rollout`) are grouped by task id.
+    are computed per group. Episodes without a group (e.g. from :func:`simenv.rollout`) are
+    grouped by task id.
     """
-    job = episode.metadata.get("job")
-    if isinstance(job, Mapping) and "task_index" in job:
-        return f"{episode.task_id}#{job['task_index']}"
+    if episode.group is not None:
+        return f"{episode.task_id}#{episode.group}"
     return episode.task_id
 
 

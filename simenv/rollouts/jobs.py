@@ -25,14 +25,15 @@ class Job:
         task_id: The task.
         seed: The episode seed; every sample of a task shares it (a GRPO group starts from one
             identical state).
-        task_index: Position of the task in the run (the group number).
+        group: The group number: the samples of one task that start from one state share it
+            (the task's position in the run); recorded as :attr:`simenv.Episode.group`.
         sample: Index of the sample within its group.
         tag: Distinguishes runs that share one store (e.g. the policy's name).
     """
 
     task_id: str
     seed: int
-    task_index: int
+    group: int
     sample: int = 0
     tag: str = ""
 

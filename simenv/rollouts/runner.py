@@ -150,12 +150,12 @@ def run(
                 episode = envs.finish(slot.handle, described, late and not result.done)
                 episode = _with_memo(episode, slot.conversation)
                 job = slot.job
-                metadata = {
-                    **episode.metadata,
-                    "job": {"key": job.key, "task_index": job.task_index, "sample": job.sample},
-                }
+                metadata = {**episode.metadata, "job": {"key": job.key, "sample": job.sample}}
                 episode = replace(
-                    episode, episode_id=f"{episode.episode_id}-{job.sample}", metadata=metadata
+                    episode,
+                    episode_id=f"{episode.episode_id}-{job.sample}",
+                    metadata=metadata,
+                    group=job.group,
                 )
                 done[job.key] = episode
                 if store is not None:
