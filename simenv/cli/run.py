@@ -12,6 +12,7 @@ from rich.table import Table
 
 from simenv.cli.common import SPLITS, err, fail, out, scenario
 from simenv.errors import SimenvError
+from simenv.scenario import Scenario
 from simenv.types import Episode
 
 if TYPE_CHECKING:
@@ -99,14 +100,7 @@ def run(
     pool: Any = None
     rows = []
     try:
-        if backend == "ray":
-            from simenv.rollouts.ray import RayPool
-
-            pool = RayPool(s, address=ray_address)
-        elif server is not None:
-            from simenv.server import RemotePool
-
-            pool = RemotePool(server, s)
+        pool = _pool(s, backend, ray_address, server)
         with Progress(console=err, transient=True) as progress:
             for name, chosen in policies:
                 # Each policy's jobs get their own keys, so one file can hold them all.
@@ -144,16 +138,28 @@ def run(
     if as_json:
         out.print_json(json.dumps({"scenario_id": s.id, "policies": rows}))
         return
-    table = Table(title=f"{s.id} - {split} split")
-    for column in (
-        "policy",
-        "episodes",
-        "mean reward",
-        "success",
-        "turns",
-        "tool errors",
-        "invalid",
-    ):
+    _print_summaries(f"{s.id} - {split} split", rows)
+    if out_path:
+        out.print(f"episodes written to {out_path}")
+
+
+def _pool(s: Scenario, backend: str, ray_address: str | None, server: str | None) -> Any:
+    """Where the environments live: a Ray pool, a rollout server's, or None (this process)."""
+    if backend == "ray":
+        from simenv.rollouts.ray import RayPool
+
+        return RayPool(s, address=ray_address)
+    if server is not None:
+        from simenv.server import RemotePool
+
+        return RemotePool(server, s)
+    return None
+
+
+def _print_summaries(title: str, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=title)
+    columns = ("policy", "episodes", "mean reward", "success", "turns", "tool errors", "invalid")
+    for column in columns:
         table.add_column(column, justify="right" if column != "policy" else "left")
     for r in rows:
         table.add_row(
@@ -166,8 +172,6 @@ def run(
             str(r["invalid"]),
         )
     out.print(table)
-    if out_path:
-        out.print(f"episodes written to {out_path}")
 
 
 def register(app: typer.Typer) -> None:
