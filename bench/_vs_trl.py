@@ -25,8 +25,8 @@ from transformers import (
 from trl import GRPOConfig, GRPOTrainer
 
 import simenv
-from simenv.policies import HF
-from simenv.policies.base import Conversation
+from simenv.rollouts.policies import HF
+from simenv.rollouts.policies.base import Conversation
 from simenv.types import Episode
 from trainer.advantages import ESTIMATORS
 from trainer.config import TrainConfig

@@ -20,8 +20,8 @@ from collections.abc import Callable
 import numpy as np
 from _report import machine, write_section
 
-from simenv.tools.docker import DockerSandbox
-from simenv.tools.docker_pool import _create, _remove, shutdown_pools
+from simenv.tools.docker import DockerSandbox, shutdown_pools
+from simenv.tools.docker.container import create, remove
 from simenv.types import Task
 
 TASK = Task("t0", "Go.")
@@ -100,20 +100,20 @@ def start_rows() -> list[str]:
     shutdown_pools()
     pool = Bench.pool()
     client, spec = pool.client, pool.spec
-    cold, remove = [], []
+    cold, removals = [], []
     for _ in range(15):
         start = time.perf_counter()
-        container = _create(client, spec, 60.0)
+        container = create(client, spec, 60.0)
         container.request("write", files={})
         cold.append(time.perf_counter() - start)
         start = time.perf_counter()
         container.close()
-        _remove(client, container.id)
-        remove.append(time.perf_counter() - start)
+        remove(client, container.id)
+        removals.append(time.perf_counter() - start)
     shutdown_pools()
     warm = statistics.median(idle) * 1e3
     cold_ms = statistics.median(cold) * 1e3
-    remove_ms = statistics.median(remove) * 1e3
+    remove_ms = statistics.median(removals) * 1e3
     return [
         f"| episode start from the warm pool (take + write files), pool caught up | **{warm:.1f} "
         f"ms** | cold create + start {cold_ms:.0f} ms + remove {remove_ms:.0f} ms "

@@ -37,10 +37,10 @@ from _report import machine, write_section
 from vcr.request import Request
 
 from simenv import tool
-from simenv.testing.http import JSONHandler
-from simenv.testing.http import serve as serve_json
 from simenv.tools.replay import replay_mode
-from simenv.tools.replay_http import SECRET_HEADERS, SECRET_PARAMS, HttpCassette
+from simenv.tools.replay.http import SECRET_HEADERS, SECRET_PARAMS, HttpCassette
+from simenv.tools.replay.standin import JSONHandler
+from simenv.tools.replay.standin import serve as serve_json
 
 BASE = "http://shop.bench.test"
 

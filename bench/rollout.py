@@ -4,7 +4,7 @@ Throughput: the oracle policy on every bundled scenario's eval split (x4 samples
 and steps/s, with the local backend and with the Ray backend (2 actors) in the same run.
 
 Overhead: a policy that answers instantly (a constant read-tool call, so episodes run to the
-turn limit) drives N episodes through ``simenv.runner.run``; the same number of policy calls and
+turn limit) drives N episodes through ``simenv.rollouts.run``; the same number of policy calls and
 environment steps are then timed on their own. What is left, divided by the number of policy
 calls, is the runner's bookkeeping per model call.
 
@@ -20,9 +20,9 @@ from typing import Any
 from _report import machine, write_section
 
 import simenv
-from simenv.policies import Oracle
-from simenv.policies.base import Conversation
-from simenv.runner import plan_jobs, run
+from simenv.rollouts import plan_jobs, run
+from simenv.rollouts.policies import Oracle
+from simenv.rollouts.policies.base import Conversation
 
 SCENARIOS = ("support/Refunds-v1", "support/Triage-v1", "sql/Analyst-v1", "lookup/Knowledge-v1")
 ACTION = '<tool_call>{"name": "lookup_order", "arguments": {"order_id": "O-1000"}}</tool_call>'
@@ -45,7 +45,7 @@ def throughput(backend: str) -> list[tuple[str, float, float]]:
         scenario = simenv.load_scenario(scenario_id)
         jobs = plan_jobs(scenario, split="eval", samples=4)
         if backend == "ray":
-            from simenv.ray_backend import RayPool
+            from simenv.rollouts.ray import RayPool
 
             pool = RayPool(scenario_id, num_workers=2, num_cpus=2)
         start = time.perf_counter()

@@ -7,7 +7,7 @@ process, as it would in use; `RemoteEnv` steps it from this one. Rounds are inte
 (in-process, then remote, then again); the fastest round of each is shown (the least disturbed
 by other load on a noisy machine) with the median of the rounds beside it.
 
-A second table times whole runs: :func:`simenv.runner.run` playing ``--episodes`` eval
+A second table times whole runs: :func:`simenv.rollouts.run` playing ``--episodes`` eval
 episodes of support/Refunds-v1 with the Oracle policy (batch 64), with its environments in this
 process against a :class:`~simenv.server.RemotePool` on the same server (started with
 ``--oracle``, 16 stepping threads), in 3 interleaved rounds.
@@ -76,8 +76,8 @@ def resets(env: Env, n: int) -> float:
 
 def whole_runs(url: str, episodes: int, rounds: int = 3) -> list[str]:
     """Episodes per second of ``run()`` with local environments and with a ``RemotePool``."""
-    from simenv.policies import Oracle
-    from simenv.runner import plan_jobs, run
+    from simenv.rollouts import plan_jobs, run
+    from simenv.rollouts.policies import Oracle
     from simenv.server import RemotePool
 
     scenario = simenv.load_scenario(RUN_SCENARIO)

@@ -30,9 +30,9 @@ Shared by both:
   ``qwen2-0.5b`` the parity of the sum of the completion's token ids instead: it samples from
   151,936 ids, of which the tokenizer decodes only its few hundred, so most texts are empty.
 
-Ours: ``simenv.policies.HF.act`` on the 64 conversations (render + tokenise the prompts, the
-policy's KV-cached sampling loop that records logprobs, decode), then the samples built as the
-trainer builds them (``episode_samples`` on the recorded turns, GRPO advantages), then
+Ours: ``simenv.rollouts.policies.HF.act`` on the 64 conversations (render + tokenise the
+prompts, the policy's KV-cached sampling loop that records logprobs, decode), then the samples
+built as the trainer builds them (``episode_samples`` on the recorded turns, GRPO advantages), then
 ``trainer.train.policy_update`` (``TrainConfig`` defaults: ppo, micro-batch 32, one update).
 
 TRL (GRPOTrainer, ``use_vllm=False``): ``trainer.train()`` drives the loop; a callback times each
@@ -239,9 +239,9 @@ Qwen2-0.5B's shape (24 layers of width 896, 14 attention heads, 2 key/value
   before the limit, so the reward here is the parity of the sum of the completion's token ids"""
 
 BULLETS = """
-- **Rollout** = completion tokens per second. Ours: `simenv.policies.HF.act` on the {sequences}
-  conversations (render and tokenise the prompts, the policy's KV-cached sampling loop, which
-  also records each token's logprob, decode). TRL: `GRPOTrainer._generate` (tokenise,
+- **Rollout** = completion tokens per second. Ours: `simenv.rollouts.policies.HF.act` on the
+  {sequences} conversations (render and tokenise the prompts, the policy's KV-cached sampling
+  loop, which also records each token's logprob, decode). TRL: `GRPOTrainer._generate` (tokenise,
   `model.generate` of the PEFT model with TRL's `GenerationConfig`, decode).
 - **Training** = prompt + completion tokens (no padding) per second of one optimizer step.
   Ours: `trainer.train.policy_update` on the samples built as the trainer builds them. TRL: the

@@ -9,7 +9,7 @@ The agent must chain the lookups (the id it needs next is in the last answer), t
 one sentence.
 
 ## Tools
-All read-only, all recorded replay over HTTP (`simenv.tools.replay_http.HttpCassette`): the API
+All read-only, all recorded replay over HTTP (`simenv.tools.replay.http.HttpCassette`): the API
 is a small service in this module (`serve()`, stdlib `http.server` on 127.0.0.1, data from seed
 0, bearer-token auth). Its traffic is recorded by vcrpy in `data/knowledge_lookup/api.yaml`
 (the token never reaches the file), and episodes are answered from that file, offline. A call
@@ -63,9 +63,9 @@ import numpy as np
 
 from simenv import Example, InfraError, Outcome, Scenario, Task, ToolError, tool
 from simenv.parsing import format_tool_call
-from simenv.testing.http import JSONHandler
-from simenv.testing.http import serve as serve_json
-from simenv.tools.replay_http import HttpCassette
+from simenv.tools.replay.http import HttpCassette
+from simenv.tools.replay.standin import JSONHandler
+from simenv.tools.replay.standin import serve as serve_json
 
 DATA = Path(__file__).parent / "data" / "knowledge_lookup"
 BASE_URL = "http://flights.simenv.test"

@@ -2,7 +2,7 @@
 
 The public API is what ``__all__`` lists; everything else is internal. A scenario is declared
 with :class:`Scenario`, :class:`Task`, :func:`tool` and :class:`Sandbox`; :func:`make` builds its
-environment; :func:`rollout` plays an episode with a policy from :mod:`simenv.policies`.
+environment; :func:`rollout` plays an episode with a policy from :mod:`simenv.rollouts.policies`.
 """
 
 from simenv.env import MultiTurnEnv
@@ -16,7 +16,7 @@ from simenv.errors import (
     ToolError,
 )
 from simenv.registration import load_scenario, make, register, registry, spec
-from simenv.runner import rollout
+from simenv.rollouts.runner import rollout
 from simenv.scenario import Example, Outcome, Scenario
 from simenv.tools.base import Tool, tool
 from simenv.tools.sandbox import Sandbox

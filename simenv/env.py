@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import replace
 from time import perf_counter
+from types import MappingProxyType
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -19,14 +20,13 @@ from simenv.errors import InfraError, ResetNeeded, ScenarioError, ToolError
 from simenv.parsing import parse_action
 from simenv.scenario import Outcome, Scenario
 from simenv.spaces import AssistantAction, ChatObservation
-from simenv.tools.base import format_result
-from simenv.tools.replay import Served
 from simenv.tools.sandbox import Sandbox
 from simenv.types import Action, Episode, Message, Step, Task, ToolCall, ToolResult
 
 __all__ = ["MultiTurnEnv"]
 
 _MAX_SEED = 2**31 - 1
+_NOTHING_INJECTED: Mapping[str, Any] = MappingProxyType({})
 
 
 def _mix(seed: int) -> int:
@@ -489,18 +489,9 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
             )
         start = perf_counter()
         try:
-            kwargs = tool.validate(call.arguments)
-            injected = self._inject.get(call.name)
-            if injected:
-                kwargs.update(injected)
-            value = tool.fn(**kwargs)
-            if type(value) is Served:  # a replayed tool says where each answer came from
-                provenance, value = value.provenance, value.value
-            else:
-                provenance = tool.provenance
-            content, is_error = format_result(value), False
+            result = tool.backend.call(call, self._inject.get(tool.name, _NOTHING_INJECTED))
         except ToolError as exc:
-            content, is_error, provenance = f"Error: {exc}", True, tool.provenance
+            result = ToolResult(call.id, tool.name, f"Error: {exc}", True, tool.provenance)
         except InfraError:
             raise
         except Exception as exc:
@@ -510,8 +501,18 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
                 "tool, not the agent's fault: raise simenv.ToolError for agent mistakes.\n"
                 f"{where}"
             ) from exc
-        latency = perf_counter() - start
-        return ToolResult(call.id, tool.name, content, is_error, provenance, latency)
+        if (
+            not isinstance(result, ToolResult)
+            or result.tool_call_id != call.id
+            or result.name != tool.name
+        ):
+            raise InfraError(
+                f"the backend of tool {tool.name!r} answered call {call.id!r} with "
+                f"{result!r:.200}; a ToolBackend returns a ToolResult with the call's id and the "
+                "tool's name. This is a bug in the backend, not the agent's fault."
+            )
+        result.latency_s = perf_counter() - start
+        return result
 
 
 def _close_rebuilt(outcome: Outcome) -> None:

@@ -6,7 +6,9 @@ Scenarios are found three ways:
 * the entry-point group ``simenv.scenarios`` of installed distributions (each entry point names
   a ``Scenario``, a list of them, or a module with ``SCENARIO`` / ``SCENARIOS``), loaded the first
   time an id is looked up;
-* a file path: ``make("path/to/my_scenario.py")`` loads the module and uses its ``SCENARIO``.
+* a file path: ``make("path/to/my_scenario.py")`` loads the module and uses its ``SCENARIO``;
+  the path of an SOP folder (``simenv.yaml`` inside, docs/sop.md) builds its scenario, and
+  :func:`import_sop` registers one under its id for every later process too.
 
 Registered scenarios are also registered with Gymnasium, so ``gymnasium.make(id)`` works (and
 ``gymnasium.make("scenarios:<id>")`` for the bundled ones).
@@ -30,6 +32,8 @@ import gymnasium as gym
 from simenv.env import MultiTurnEnv
 from simenv.errors import RegistrationError
 from simenv.scenario import Scenario, parse_id
+from simenv.sop.build import is_sop_folder, load_sop
+from simenv.sop.index import remember
 from simenv.types import Action, Episode, Message
 from simenv.wrappers import OrderEnforcing, RecordEpisode, TimeLimit
 
@@ -37,6 +41,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "ScenarioSpec",
     "gymnasium_entry_point",
+    "import_sop",
     "load_scenario",
     "make",
     "register",
@@ -156,9 +161,7 @@ def _load_entry_points() -> None:
 
 
 def _load_path(path: Path) -> list[Scenario]:
-    if path.is_dir() and (path / "simenv.yaml").is_file():  # an SOP folder (docs/sop.md)
-        from simenv.sop import load_sop  # deferred: simenv.sop imports this module
-
+    if is_sop_folder(path):  # docs/sop.md
         scenario = load_sop(path)
         register(scenario, source=str(path), override=True)
         return [scenario]
@@ -182,6 +185,27 @@ def _load_path(path: Path) -> list[Scenario]:
     for scenario in scenarios:
         register(scenario, source=str(path), override=True)
     return scenarios
+
+
+def import_sop(path: str | Path, scenario_id: str | None = None) -> Scenario:
+    """Check an SOP folder, register its scenario and remember it so its id works later.
+
+    The id -> folder pair is kept in ``$SIMENV_HOME/sop_imports.json`` (default
+    ``~/.simenv``), read back in any process by the ``simenv.scenarios`` entry point
+    (:func:`simenv.sop.index.imported_scenarios`).
+
+    Args:
+        path: The SOP folder.
+        scenario_id: ``namespace/Name-vN``; default: ``id:`` in ``simenv.yaml``, else
+            ``sop/<FolderName>-v1``.
+
+    Raises:
+        ScenarioError: The folder is broken (the message names the file and the fix).
+    """
+    scenario = load_sop(path, scenario_id)
+    register(scenario, source=f"SOP folder {path}", override=True)
+    remember(scenario.id, path)
+    return scenario
 
 
 def _looks_like_path(name: str) -> bool:

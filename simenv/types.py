@@ -249,7 +249,12 @@ class Episode:
         policy: Free-form description of the policy that produced it.
         metadata: Anything else (sampler token ids, logprobs, timings ...). ``sanitized``,
             when present, counts the values repaired so that the record can be written (see
-            :meth:`to_json`).
+            :meth:`to_json`); ``job``, from the runner, holds the job's ``key`` and ``sample``.
+        group: The group the episode belongs to: the samples of one task started from one
+            identical state (task and seed), e.g. a GRPO group; the runner numbers them
+            (:attr:`simenv.rollouts.Job.group`). ``None`` for an episode played on its own.
+            Records written before the field existed get it from the runner's
+            ``metadata["job"]["task_index"]``.
         schema_version: :data:`EPISODE_SCHEMA_VERSION` when written.
     """
 
@@ -268,6 +273,7 @@ class Episode:
     scenario_version: int = 0
     policy: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    group: int | None = None
     schema_version: int = EPISODE_SCHEMA_VERSION
 
     @property
@@ -335,6 +341,10 @@ class Episode:
                 f"understands ({EPISODE_SCHEMA_VERSION}); upgrade simenv to read it"
             )
         fields = dict(d)
+        if "group" not in fields:  # a record from before the field: the runner's task index
+            job = fields.get("metadata", {}).get("job")
+            if isinstance(job, dict) and isinstance(job.get("task_index"), int):
+                fields["group"] = job["task_index"]
         fields["messages"] = tuple(d.get("messages", ()))
         fields["steps"] = tuple(Step.from_dict(s) for s in d.get("steps", ()))
         return cls(**fields)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import simenv
 from simenv.cli import app
-from simenv.store import read_episodes
+from simenv.rollouts.store import read_episodes
 
 runner = CliRunner()
 DESK = "support/Refunds-v1"

@@ -132,7 +132,8 @@ def _play(task_id: str, solution: str | None, seed: int = 0) -> simenv.Episode:
     if solution is not None:
         actions.append(format_tool_call("write_file", {"path": "solution.py", "content": solution}))
     actions.append("Done.")
-    episode = simenv.rollout(env, simenv.policies.Scripted(actions), seed=seed, task_id=task_id)
+    policy = simenv.rollouts.policies.Scripted(actions)
+    episode = simenv.rollout(env, policy, seed=seed, task_id=task_id)
     env.close()
     return episode
 

@@ -25,7 +25,8 @@ import simenv
 from simenv import InfraError, Outcome, Scenario, Task, ToolError, tool
 from simenv.parsing import format_tool_call
 from simenv.tools.docker import BASE_IMAGE, DockerSandbox, reap
-from simenv.tools.docker_pool import MANAGED_LABEL, docker_client, live_containers, run_id
+from simenv.tools.docker.container import MANAGED_LABEL, docker_client, run_id
+from simenv.tools.docker.pool import live_containers
 
 pytestmark = [pytest.mark.simenv_docker, pytest.mark.usefixtures("base_image")]
 
@@ -309,7 +310,7 @@ def _kill(sandbox: Any) -> None:
 
 def test_an_episode_runs_and_its_container_is_destroyed() -> None:
     env = simenv.make(SHELL)
-    episode = simenv.rollout(env, simenv.policies.Oracle(), seed=0)
+    episode = simenv.rollout(env, simenv.rollouts.policies.Oracle(), seed=0)
     assert episode.valid and episode.reward == 1.0
     assert episode.steps[0].tool_results[0].provenance == "docker"
     container = env.unwrapped.state.container_id
@@ -329,7 +330,7 @@ def test_a_container_killed_mid_episode_voids_the_episode() -> None:
     assert "stopped answering" in info["error"] and "nothing for the agent" in info["error"]
     assert not env.unwrapped.episode().valid
     # the pool is fine: the next episode gets a working container
-    episode = simenv.rollout(env, simenv.policies.Oracle(), seed=1)
+    episode = simenv.rollout(env, simenv.rollouts.policies.Oracle(), seed=1)
     assert episode.valid and episode.reward == 1.0
     env.close()
 

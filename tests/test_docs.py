@@ -20,6 +20,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 COUNTER = DOCS / "examples" / "counter.py"
 TRIAGE = DOCS.parent / "scenarios" / "triage.py"
 TURNS = "Rewarding turns"  # the authoring page's section on per-turn rewards
+BACKENDS = "Writing a tool backend"  # and its section on tool backends
+BACKEND_TEST = Path(__file__).with_name("test_tool_backend.py")
 runner = CliRunner()
 
 
@@ -60,8 +62,11 @@ def test_counter_example_passes_every_check() -> None:
 
 def test_authoring_page_shows_the_example_verbatim_and_whole() -> None:
     source = COUNTER.read_text()
-    # every section but "Rewarding turns", whose example is support/TriageSteps-v1 (next test)
-    walkthrough = (DOCS / "authoring.md").read_text().replace(_section("authoring.md", TURNS), "")
+    # every section but "Rewarding turns", whose example is support/TriageSteps-v1, and
+    # "Writing a tool backend", whose example is a test's (the next tests)
+    walkthrough = (DOCS / "authoring.md").read_text()
+    for title in (TURNS, BACKENDS):
+        walkthrough = walkthrough.replace(_section("authoring.md", title), "")
     blocks = [b for b in _blocks(walkthrough) if not b.startswith("def test_")]
     for block in blocks:
         assert block in source, f"docs/authoring.md block not in counter.py:\n{block}"
@@ -77,6 +82,14 @@ def test_rewarding_turns_shows_triage_steps_verbatim() -> None:
     assert blocks
     for block in blocks:
         assert block in source, f"docs/authoring.md block not in scenarios/triage.py:\n{block}"
+
+
+def test_writing_a_tool_backend_shows_the_test_double_verbatim() -> None:
+    source = BACKEND_TEST.read_text()
+    blocks = _blocks(_section("authoring.md", BACKENDS))
+    assert len(blocks) == 2
+    for block in blocks:
+        assert block in source, f"docs/authoring.md block not in {BACKEND_TEST.name}:\n{block}"
 
 
 def test_cli_reference_documents_every_command_and_option() -> None:

@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 import simenv
 from simenv import Episode, MultiTurnEnv, Outcome, ResetNeeded, ScenarioError
 from simenv.parsing import format_tool_call
-from simenv.policies import Oracle, Random
-from simenv.store import EpisodeStore, read_episodes
+from simenv.rollouts.policies import Oracle, Random
+from simenv.rollouts.store import EpisodeStore, read_episodes
 from simenv.wrappers import TimeLimit
 
 ENV_CHECKER_NOTES = (

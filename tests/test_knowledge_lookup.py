@@ -15,8 +15,8 @@ import requests
 import simenv
 from scenarios import knowledge_lookup as kl
 from simenv.parsing import format_tool_call, parse_action
-from simenv.policies import Oracle, Scripted
-from simenv.recording import coverage, record_scenario
+from simenv.rollouts.policies import Oracle, Scripted
+from simenv.rollouts.recording import coverage, record_scenario
 
 COMMITTED = kl.DATA / "api.yaml"
 

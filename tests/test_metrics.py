@@ -1,4 +1,4 @@
-"""simenv.metrics and `simenv eval` against hand computations on a small JSONL built here."""
+"""simenv.evaluation.metrics and `simenv eval` against hand computations on a small JSONL."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from simenv import Episode, Step, ToolCall, ToolResult
 from simenv.cli import app as simenv_app
-from simenv.cli_eval import register
-from simenv.metrics import (
+from simenv.cli.evaluate import register
+from simenv.evaluation import (
     bootstrap_ci,
     compare,
     group_key,
@@ -24,7 +24,7 @@ from simenv.metrics import (
     split_runs,
     summarize,
 )
-from simenv.store import read_episodes
+from simenv.rollouts.store import read_episodes
 
 app = typer.Typer()
 register(app)
@@ -103,7 +103,7 @@ def episode(
     steps.append(Step(len(calls) + 1, {"role": "assistant", "content": "done"}, reward=reward))
     meta = dict(metadata or {})
     if index is not None:
-        meta["job"] = {"key": f"{task}#{sample}@{index}", "task_index": index, "sample": sample}
+        meta["job"] = {"key": f"{task}#{sample}@{index}", "sample": sample}
     return Episode(
         "test/Hand-v1",
         task,
@@ -118,6 +118,7 @@ def episode(
         error=None if valid else "sandbox down",
         policy={"name": policy},
         metadata=meta,
+        group=index,
     )
 
 
@@ -228,7 +229,7 @@ def test_runs_split_by_policy() -> None:
     mixed = [*RUN[:2], episode("t1", None, 0, 1.0, True, [], policy="oracle")]
     mixed.append(
         Episode("test/Hand-v1", "t9", 5, (), (), 0.0, policy={"name": "random"},
-                metadata={"job": {"key": "random:t9#0@5", "task_index": 0, "sample": 0}})
+                metadata={"job": {"key": "random:t9#0@5", "sample": 0}}, group=0)
     )  # fmt: skip
     assert {label: len(es) for label, es in split_runs(mixed).items()} == {
         "scripted": 2, "oracle": 1, "random": 1

@@ -11,9 +11,9 @@ from helpers import TASKS, Shelf, call, make_scenario
 
 import simenv
 from simenv import ScenarioError
-from simenv.policies import Null, OpenAI, Oracle, Policy, Random, Scripted, from_string
-from simenv.policies.base import Conversation
-from simenv.policies.scripted import FINAL_ANSWER, random_value
+from simenv.rollouts.policies import Null, OpenAI, Oracle, Policy, Random, Scripted, from_string
+from simenv.rollouts.policies.base import Conversation
+from simenv.rollouts.policies.scripted import FINAL_ANSWER, random_value
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.id)

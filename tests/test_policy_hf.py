@@ -16,9 +16,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import simenv  # noqa: E402
-from simenv.policies import HF, from_string  # noqa: E402
-from simenv.policies.base import Conversation  # noqa: E402
-from simenv.runner import Job, run  # noqa: E402
+from simenv.rollouts import Job, run  # noqa: E402
+from simenv.rollouts.policies import HF, from_string  # noqa: E402
+from simenv.rollouts.policies.base import Conversation  # noqa: E402
 from trainer.models import build_tiny  # noqa: E402
 
 SCENARIO = "support/Refunds-v1"
@@ -201,7 +201,7 @@ def test_simenv_runs_without_torch() -> None:
         "import sys\n"
         "for name in ('torch', 'transformers', 'peft'): sys.modules[name] = None\n"
         "import simenv, simenv.cli\n"
-        "from simenv.policies import HF, Oracle\n"
+        "from simenv.rollouts.policies import HF, Oracle\n"
         "e = simenv.rollout(simenv.make('support/Refunds-v1'), Oracle(), seed=0)\n"
         "assert e.success, e\n"
         "try:\n"

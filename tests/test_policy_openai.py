@@ -13,8 +13,8 @@ import pytest
 
 import simenv
 from simenv.errors import InfraError
-from simenv.policies import OpenAI, from_string
-from simenv.policies.base import Conversation
+from simenv.rollouts.policies import OpenAI, from_string
+from simenv.rollouts.policies.base import Conversation
 
 
 def call(call_id: str, name: str, **arguments: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from helpers import TASKS, count, make_scenario, submit
 
 import simenv
 from simenv import MultiTurnEnv, RegistrationError, ScenarioError, Task, registration
-from simenv.policies import Oracle
+from simenv.rollouts.policies import Oracle
 from simenv.scenario import parse_id
 
 pytestmark = pytest.mark.usefixtures("isolated_registry")

@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 import simenv
 from simenv import Outcome, Scenario, ScenarioError, Task, ToolError, tool
 from simenv.checks import check
-from simenv.cli_replay import app as replay_app
+from simenv.cli import app as replay_app
 from simenv.parsing import format_tool_call
-from simenv.policies import Oracle, Scripted
-from simenv.recording import coverage, record_scenario
+from simenv.rollouts.policies import Oracle, Scripted
+from simenv.rollouts.recording import coverage, record_scenario
 from simenv.tools.replay import ENV_VAR, Cassette, replay_mode
-from simenv.tools.replay_http import HttpCassette
+from simenv.tools.replay.http import HttpCassette
 
 TOKEN = "s3cr3t-token-123"
 QUERY_KEY = "k3y-in-the-url-456"

@@ -10,10 +10,10 @@ import typer
 from typer.testing import CliRunner
 
 from simenv import Episode
-from simenv.charts import bar_chart, histogram, line_chart, task_bars
-from simenv.cli_eval import register
-from simenv.metrics import compare, summarize
-from simenv.report_html import render_report
+from simenv.cli.evaluate import register
+from simenv.evaluation.charts import bar_chart, histogram, line_chart, task_bars
+from simenv.evaluation.metrics import compare, summarize
+from simenv.evaluation.report import render_report
 
 app = typer.Typer()
 register(app)

@@ -16,10 +16,10 @@ import pytest
 import simenv
 from simenv.checks.episodes import comparable
 from simenv.errors import SimenvError
-from simenv.policies import Oracle, Random
-from simenv.policies.base import Conversation
-from simenv.runner import plan_jobs, run
-from simenv.store import EpisodeStore, read_episodes
+from simenv.rollouts import plan_jobs, run
+from simenv.rollouts.policies import Oracle, Random
+from simenv.rollouts.policies.base import Conversation
+from simenv.rollouts.store import EpisodeStore, read_episodes
 from simenv.types import Action
 
 SCENARIO = "support/Refunds-v1"
@@ -45,7 +45,7 @@ def test_jobs_cover_tasks_times_samples_with_group_seeds() -> None:
     jobs = plan_jobs(scenario, split="eval", samples=3, seed=100)
     eval_tasks = scenario.split("eval")
     assert len(jobs) == 3 * len(eval_tasks)
-    assert {j.seed for j in jobs if j.task_index == 2} == {102}  # one seed per group
+    assert {j.seed for j in jobs if j.group == 2} == {102}  # one seed per group
     assert len({j.key for j in jobs}) == len(jobs)
     assert len(plan_jobs(scenario, split="eval", limit=50)) == 50
     with pytest.raises(ValueError, match="limit must be at least 1"):
@@ -62,6 +62,15 @@ def test_lockstep_batches_and_results_do_not_depend_on_batch_size() -> None:
     assert [comparable(e) for e in big] == [comparable(e) for e in small]
     assert [e.metadata["job"]["key"] for e in big] == [j.key for j in jobs]
     assert len({e.episode_id for e in big}) == len(big)
+
+
+def test_each_episode_carries_its_jobs_group() -> None:
+    scenario = simenv.load_scenario(SCENARIO)
+    jobs = plan_jobs(scenario, split="eval", samples=2, limit=3)
+    episodes = run(scenario, Random(seed=1), jobs, batch_size=4)
+    assert [e.group for e in episodes] == [j.group for j in jobs] == [0, 0, 1, 1, 2, 2]
+    assert all(e.metadata["job"].keys() == {"key", "sample"} for e in episodes)
+    assert simenv.rollout(simenv.make(scenario), Random(seed=1), seed=0).group is None
 
 
 def test_oracle_through_the_runner_solves_every_eval_task() -> None:
@@ -104,9 +113,9 @@ KILLABLE = textwrap.dedent(
     """
     import sys, time
     import simenv
-    from simenv.policies import Random
-    from simenv.runner import plan_jobs, run
-    from simenv.store import EpisodeStore
+    from simenv.rollouts.policies import Random
+    from simenv.rollouts import plan_jobs, run
+    from simenv.rollouts.store import EpisodeStore
 
     class Slow(Random):
         def act(self, conversations):
@@ -160,7 +169,7 @@ def test_time_limit_ends_slow_episodes_scored() -> None:
 
 def test_ray_backend_gives_the_same_episodes_as_local() -> None:
     pytest.importorskip("ray", reason="the ray extra is not installed")
-    from simenv.ray_backend import RayPool
+    from simenv.rollouts.ray import RayPool
 
     scenario = simenv.load_scenario(SCENARIO)
     jobs = plan_jobs(scenario, split="eval", samples=2, limit=10)

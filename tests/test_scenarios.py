@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 
 import simenv
 from simenv.checks.episodes import comparable as _comparable
-from simenv.policies import Null, Oracle, Random, Scripted
+from simenv.rollouts.policies import Null, Oracle, Random, Scripted
 from simenv.tools.docker import DockerSandbox
 
 BUNDLED = sorted(i for i in simenv.registry() if simenv.spec(i).source.startswith("entry point"))

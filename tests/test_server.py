@@ -24,8 +24,8 @@ from helpers import call, comparable
 import simenv
 from simenv import Episode, InfraError, Outcome, Sandbox, Scenario, Task, registration, tool
 from simenv.errors import RegistrationError, ResetNeeded, ScenarioError
-from simenv.policies import Oracle, Random, Scripted
-from simenv.policies.base import Policy
+from simenv.rollouts.policies import Oracle, Random, Scripted
+from simenv.rollouts.policies.base import Policy
 from simenv.server import RemoteEnv, RolloutServer, make_server
 from simenv.server.app import MAX_BODY_BYTES
 
@@ -593,7 +593,7 @@ def _same(a: list[simenv.Episode], b: list[simenv.Episode]) -> None:
 
 @pytest.mark.parametrize("policy", [Oracle(), Random(seed=3)], ids=["oracle", "random"])
 def test_runs_through_a_remote_pool_equal_local_runs(server: RolloutServer, policy: Policy) -> None:
-    from simenv.runner import plan_jobs, run
+    from simenv.rollouts import plan_jobs, run
     from simenv.server import RemotePool
 
     scenario = simenv.load_scenario(REFUNDS)
@@ -611,7 +611,7 @@ def test_runs_through_a_remote_pool_equal_local_runs(server: RolloutServer, poli
 
 
 def test_a_time_limit_ends_remote_episodes_as_local_ones(server: RolloutServer) -> None:
-    from simenv.runner import plan_jobs, run
+    from simenv.rollouts import plan_jobs, run
     from simenv.server import RemotePool
 
     jobs = plan_jobs(simenv.load_scenario(REFUNDS), limit=3)
@@ -636,7 +636,7 @@ def test_the_end_endpoint_needs_a_running_episode(server: RolloutServer) -> None
 
 
 def test_a_pool_replaces_an_environment_the_server_reaped(server: RolloutServer) -> None:
-    from simenv.runner import Job, run
+    from simenv.rollouts import Job, run
     from simenv.server import RemotePool
 
     now = [1000.0]

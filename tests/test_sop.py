@@ -16,18 +16,18 @@ from typer.testing import CliRunner
 import simenv
 from simenv import ScenarioError
 from simenv.checks import check
-from simenv.cli_sop import register as register_cli
+from simenv.checks.sop import self_test
+from simenv.cli.sop import register as register_cli
 from simenv.parsing import format_tool_call
-from simenv.policies.scripted import Null, Oracle
-from simenv.runner import plan_jobs
-from simenv.runner import run as run_jobs
+from simenv.rollouts import plan_jobs
+from simenv.rollouts import run as run_jobs
+from simenv.rollouts.policies.scripted import Null, Oracle
 from simenv.sop import (
     constant_answer_rate,
     find_imported,
     load_sop,
     normalise,
     parse_decision,
-    self_test,
     sop_metrics,
 )
 

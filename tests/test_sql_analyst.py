@@ -14,7 +14,7 @@ import pytest
 import simenv
 from scenarios import sql_analyst as sa
 from simenv.parsing import format_tool_call
-from simenv.policies import Scripted
+from simenv.rollouts.policies import Scripted
 
 
 @pytest.fixture(scope="module")

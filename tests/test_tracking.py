@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from simenv import Episode, Step, ToolCall, ToolResult
 from simenv.cli import app as simenv_app
-from simenv.cli_eval import register
-from simenv.metrics import summarize
-from simenv.tracking import MLflowLogger, metric_name
+from simenv.cli.evaluate import register
+from simenv.evaluation.metrics import summarize
+from simenv.evaluation.tracking import MLflowLogger, metric_name
 
 mlflow = pytest.importorskip("mlflow")
 # MLflow warns about its own type hints when it sets up tracing; under `-W error` it would
@@ -34,8 +34,9 @@ def test_metric_names_are_mlflow_safe() -> None:
 
 def test_importing_simenv_evaluation_modules_imports_no_mlflow() -> None:
     code = (
-        "import sys, simenv.tracking, simenv.cli_eval, simenv.metrics, simenv.viewer, "
-        "simenv.report_html; heavy = {'mlflow', 'torch', 'transformers', 'matplotlib'}; "
+        "import sys, simenv.evaluation.tracking, simenv.cli.evaluate, simenv.evaluation.metrics, "
+        "simenv.evaluation.viewer, simenv.evaluation.report; "
+        "heavy = {'mlflow', 'torch', 'transformers', 'matplotlib'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

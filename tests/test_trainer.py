@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 import simenv  # noqa: E402
-from simenv.policies import HF  # noqa: E402
-from simenv.runner import Job, run  # noqa: E402
+from simenv.rollouts import Job, run  # noqa: E402
+from simenv.rollouts.policies import HF  # noqa: E402
 from simenv.server import make_server  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.models import build_tiny, load, token_logprobs, with_lora  # noqa: E402
@@ -186,7 +186,7 @@ def test_hf_policy_string_runs_from_the_cli(tiny: tuple[Any, Any, Path], tmp_pat
     from typer.testing import CliRunner
 
     from simenv.cli import app
-    from simenv.store import read_episodes
+    from simenv.rollouts.store import read_episodes
 
     out = tmp_path / "hf.jsonl"
     args = ["run", SCENARIO, "-p", f"hf:{tiny[2]}", "-n", "2", "--out", str(out), "--json"]
@@ -356,8 +356,8 @@ def test_server_pools_of_several_scenarios_share_a_small_server() -> None:
     """Each run's pool gives its slots back, so a mixture never runs the server out of them."""
     import threading
 
-    from simenv.policies import Oracle
-    from simenv.runner import plan_jobs
+    from simenv.rollouts import plan_jobs
+    from simenv.rollouts.policies import Oracle
     from trainer.train import environments
 
     ids = [SCENARIO, "support/Refunds-v1"]

@@ -73,7 +73,7 @@ def cli(app: typer.Typer) -> Iterator[Any]:
     """``cli(*args)`` runs ``simenv *args`` in this process, without MLflow, on one thread."""
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(sys.modules, "simenv.tracking", None)  # the CLI then skips MLflow
+        patch.setitem(sys.modules, "simenv.evaluation.tracking", None)  # the CLI then skips MLflow
 
         def invoke(*args: str) -> Result:
             return CliRunner().invoke(app, list(args), catch_exceptions=False)

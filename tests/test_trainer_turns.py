@@ -18,14 +18,14 @@ from helpers import call
 torch = pytest.importorskip("torch")
 
 import simenv  # noqa: E402
-from simenv.policies.scripted import Scripted  # noqa: E402
+from simenv.rollouts.policies.scripted import Scripted  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.train import estimator, reward_batch, training_samples  # noqa: E402
 
 PLAN, RIGHT = call("get_plan"), call("route", team="billing", priority="high")
 
 
-def _played(actions: list[str], task_index: int, completion: int = 3) -> simenv.Episode:
+def _played(actions: list[str], group: int, completion: int = 3) -> simenv.Episode:
     env = simenv.make(simenv.load_scenario("support/TriageSteps-v1"))
     episode = simenv.rollout(env, Scripted(actions), seed=1, task_id="billing-0-0")
     turns: list[dict[str, Any]] = []
@@ -34,8 +34,7 @@ def _played(actions: list[str], task_index: int, completion: int = 3) -> simenv.
         ids = [100 + k] * completion
         turns.append({"prompt_ids": list(prompt), "completion_ids": ids, "logprobs": [-1.0] * 3})
         prompt = prompt + ids + [7, 7]  # the tool's reply
-    job = {"task_index": task_index}
-    return replace(episode, metadata={**episode.metadata, "turns": turns, "job": job})
+    return replace(episode, metadata={**episode.metadata, "turns": turns}, group=group)
 
 
 @pytest.fixture(scope="module")

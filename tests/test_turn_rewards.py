@@ -31,7 +31,7 @@ from simenv import (
     ToolError,
     tool,
 )
-from simenv.policies import Null, Oracle
+from simenv.rollouts.policies import Null, Oracle
 
 RIGHT_LOOKUP = 0.2
 TOOL_ERROR = -0.1

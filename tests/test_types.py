@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import simenv
 from simenv import Episode, Step, Task, ToolCall, ToolResult
-from simenv.policies import Oracle, Random
+from simenv.rollouts.policies import Oracle, Random
 from simenv.types import EPISODE_SCHEMA_VERSION
 
 
@@ -164,6 +164,20 @@ def test_records_of_a_newer_schema_are_refused_and_older_ones_read() -> None:
     unversioned = {k: v for k, v in record.items() if k != "schema_version"}
     assert Episode.from_dict(unversioned) == _episode()
     assert Episode.from_dict({**record, "schema_version": 0}).schema_version == 0
+
+
+def test_the_group_is_a_field_and_old_records_get_it_from_the_runners_task_index() -> None:
+    grouped = _episode(group=3)
+    assert Episode.from_json(grouped.to_json()).group == 3
+    assert json.loads(_episode().to_json())["group"] is None  # played on its own
+    old = {k: v for k, v in _episode().to_dict().items() if k != "group"}
+    job = {"key": "t1#0@7", "task_index": 4, "sample": 0}
+    assert Episode.from_dict({**old, "metadata": {"job": job}}).group == 4
+    assert Episode.from_dict(old).group is None  # no runner record: no group
+    bad = {**job, "task_index": "4"}
+    assert Episode.from_dict({**old, "metadata": {"job": bad}}).group is None
+    # a record that has the field keeps it, whatever its metadata says
+    assert Episode.from_dict({**old, "group": None, "metadata": {"job": job}}).group is None
 
 
 def test_task_and_episode_are_frozen() -> None:

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from simenv import Episode, Step, ToolCall, ToolResult
 from simenv.cli import app as simenv_app
-from simenv.cli_eval import register
-from simenv.store import read_episodes
+from simenv.cli.evaluate import register
+from simenv.rollouts.store import read_episodes
 
 app = typer.Typer()
 register(app)

@@ -102,7 +102,7 @@ def train(**given: Any) -> None:
 
     tracker: Any = None
     try:  # MLflow when it is installed (the `mlflow` extra)
-        from simenv.tracking import MLflowLogger
+        from simenv.evaluation.tracking import MLflowLogger
 
         # A run resumed from its checkpoint keeps logging to the MLflow run it started.
         run_file = Path(cfg.out) / "mlflow_run_id"

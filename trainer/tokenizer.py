@@ -19,7 +19,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerFast
 
 import simenv
-from simenv.policies import Oracle
+from simenv.rollouts.policies import Oracle
 
 __all__ = [
     "CHAT_TEMPLATE",

@@ -29,9 +29,9 @@ from typing import Any
 import torch
 
 import simenv
-from simenv.metrics import pass_at_k
-from simenv.policies import HF, Oracle
-from simenv.runner import Job, run
+from simenv.evaluation import pass_at_k
+from simenv.rollouts import Job, run
+from simenv.rollouts.policies import HF, Oracle
 from simenv.types import Episode
 from trainer.advantages import PARAMS, Advantages, RewardBatch, bind
 from trainer.checkpoints import (
@@ -117,7 +117,7 @@ def build_model(
 # ----------------------------------------------------------------------------- warm start
 def sft_samples(episodes: Sequence[Episode], policy: HF) -> list[Sample]:
     """One sample per oracle turn: the prompt as the policy renders it, then the gold text."""
-    from simenv.policies.base import Conversation
+    from simenv.rollouts.policies.base import Conversation
 
     tok = policy.tokenizer
     samples = []
@@ -312,7 +312,7 @@ def reward_batch(episodes: Sequence[Episode]) -> RewardBatch:
     ]
     return RewardBatch(
         rewards=torch.tensor([e.reward for e in episodes]),
-        group_ids=torch.tensor([e.metadata["job"]["task_index"] for e in episodes]),
+        group_ids=torch.tensor([e.group for e in episodes]),
         turn_rewards=turns,
         lengths=torch.tensor(lengths),
     )

@@ -12,6 +12,9 @@
 | ``replay`` | every oracle call is in the cassettes; unused entries listed |
 | ``resources`` | nothing left behind after ``close()`` |
 | ``examples`` | the spec's worked examples earn the rewards they state |
+
+:func:`simenv.checks.sop.self_test` is the quick proof of an SOP scenario that
+``simenv import sop`` runs first (the oracle earns 1.0 and a non-answer 0 on every task).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from simenv.checks.episodes import CheckOptions, opened, play, sample_tasks
 from simenv.checks.report import CheckResult
 from simenv.env import MultiTurnEnv
 from simenv.errors import ResetNeeded
-from simenv.policies.scripted import Oracle, random_value
+from simenv.rollouts.policies.scripted import Oracle, random_value
 from simenv.scenario import Scenario
 from simenv.tools.sandbox import diff_values
 

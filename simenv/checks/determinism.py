@@ -17,7 +17,7 @@ from simenv.checks.episodes import (
 )
 from simenv.checks.report import CheckResult
 from simenv.env import MultiTurnEnv
-from simenv.policies.scripted import Oracle, Random
+from simenv.rollouts.policies.scripted import Oracle, Random
 from simenv.scenario import Scenario
 from simenv.types import Action
 

@@ -12,8 +12,8 @@ import gymnasium as gym
 
 from simenv.env import MultiTurnEnv
 from simenv.errors import ScenarioError
-from simenv.policies.base import Conversation, Policy
 from simenv.registration import load_scenario, make
+from simenv.rollouts.policies.base import Conversation, Policy
 from simenv.scenario import Scenario
 from simenv.types import Action, Episode, Message, Task
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from simenv.checks.episodes import CheckOptions, opened, play, sample_tasks
 from simenv.checks.report import CheckResult
-from simenv.policies.scripted import Oracle, Random
-from simenv.recording import cassettes, coverage
+from simenv.rollouts.policies.scripted import Oracle, Random
+from simenv.rollouts.recording import cassettes, coverage
 from simenv.scenario import Scenario
 
 __all__ = ["check_replay_coverage", "check_resources"]

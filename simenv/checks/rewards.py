@@ -8,7 +8,7 @@ from typing import Any
 
 from simenv.checks.episodes import CheckOptions, opened, play, sample_tasks
 from simenv.checks.report import CheckResult
-from simenv.policies.scripted import Null, Oracle, Random, Scripted
+from simenv.rollouts.policies.scripted import Null, Oracle, Random, Scripted
 from simenv.scenario import SCORE_TOL, Scenario
 from simenv.types import Episode, Task
 

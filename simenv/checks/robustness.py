@@ -11,8 +11,8 @@ import numpy as np
 from simenv.checks.episodes import CheckOptions, sample_tasks
 from simenv.checks.report import CheckResult
 from simenv.parsing import format_tool_call
-from simenv.policies.base import Conversation
-from simenv.policies.scripted import Random, random_value
+from simenv.rollouts.policies.base import Conversation
+from simenv.rollouts.policies.scripted import Random, random_value
 from simenv.scenario import Scenario
 from simenv.types import Action
 

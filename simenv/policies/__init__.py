@@ -1,16 +1,18 @@
-"""Policies: one method, ``act(conversations) -> actions``, over a batch of episodes.
+"""Deprecated: moved to :mod:`simenv.rollouts.policies`; this alias is kept for one release."""
 
-Scripted: :class:`Oracle` (the scenario's gold turns), :class:`Null` (answers at once, calls
-nothing), :class:`Random` (random and malformed calls) and :class:`Scripted` (a fixed list of
-turns). Models: :class:`HF` (a local transformers model, recording tokens and logprobs for the
-trainer; torch is imported only when one is built) and :class:`OpenAI` (any OpenAI-compatible
-endpoint). :func:`from_string` turns a CLI policy name into one.
-"""
+import warnings
 
-from simenv.policies.base import Conversation, Policy
-from simenv.policies.hf import HF
-from simenv.policies.openai import OpenAI
-from simenv.policies.scripted import Null, Oracle, Random, Scripted, from_string
+from simenv.rollouts.policies import (
+    HF,
+    Conversation,
+    Null,
+    OpenAI,
+    Oracle,
+    Policy,
+    Random,
+    Scripted,
+    from_string,
+)
 
 __all__ = [
     "HF",
@@ -23,3 +25,10 @@ __all__ = [
     "Scripted",
     "from_string",
 ]
+
+warnings.warn(
+    "simenv.policies moved to simenv.rollouts.policies; import it from there"
+    " (the old path is kept for one release, see CHANGELOG.md)",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -1,8 +1,8 @@
 """``RemotePool``: the runner's environments, served by a rollout server (``simenv serve``).
 
-:func:`simenv.runner.run` steps a batch of episodes in lockstep through an environment pool;
-this pool keeps those environments on a server, one :class:`~simenv.server.RemoteEnv` each, and
-steps them concurrently from a thread pool (each step is a network round trip). Everything else
+:func:`simenv.rollouts.runner.run` steps a batch of episodes in lockstep through an environment
+pool; this pool keeps those environments on a server, one :class:`~simenv.server.RemoteEnv` each,
+and steps them concurrently from a thread pool (each step is a network round trip). Everything else
 (batching the policy, the store, resuming, time limits) is the runner's, so a run through a
 server gives the same episodes as a local one with the same jobs and policy::
 
@@ -23,8 +23,9 @@ from types import TracebackType
 from typing import Any
 
 from simenv.errors import InfraError
-from simenv.policies.base import Conversation
-from simenv.runner import Job, StepResult, step_envs
+from simenv.rollouts.jobs import Job
+from simenv.rollouts.policies.base import Conversation
+from simenv.rollouts.pools import StepResult, step_envs
 from simenv.scenario import Scenario
 from simenv.server.client import RemoteEnv
 from simenv.types import Action, Episode
@@ -43,8 +44,8 @@ class RemotePool:
 
     Attributes:
         capacity: How many more environments the server took when the pool was made
-            (``max_envs`` less those live): :func:`simenv.runner.run` runs at most this many
-            episodes at once through the pool.
+            (``max_envs`` less those live): :func:`simenv.rollouts.runner.run` runs at most this
+            many episodes at once through the pool.
 
     Raises:
         InfraError: The server cannot be reached, or it is full.

@@ -32,7 +32,9 @@ A broken folder raises :class:`~simenv.errors.ScenarioError` naming the file and
 """
 
 # Re-exported from the modules that define them. `X as X`: public names of the former single
-# module that are not in __all__, still importable from here.
+# module that are not in __all__, still importable from here. Importing and self-testing a
+# folder need the registry and the environment, which sit above this package:
+# simenv.registration.import_sop and simenv.checks.sop.self_test.
 from simenv.sop.build import SopState, is_sop_folder, load_sop
 from simenv.sop.build import SopTool as SopTool
 from simenv.sop.build import build_scenario as build_scenario
@@ -41,15 +43,9 @@ from simenv.sop.grading import NULL_LIKES, normalise, parse_decision
 from simenv.sop.grading import SUBMIT as SUBMIT
 from simenv.sop.grading import CallRecord as CallRecord
 from simenv.sop.grading import schema_problems as schema_problems
-from simenv.sop.imports import INDEX_FILE as INDEX_FILE
-from simenv.sop.imports import (
-    constant_answer_rate,
-    find_imported,
-    import_sop,
-    imported_scenarios,
-    self_test,
-    sop_metrics,
-)
+from simenv.sop.index import INDEX_FILE as INDEX_FILE
+from simenv.sop.index import find_imported, imported_scenarios, remember
+from simenv.sop.metrics import constant_answer_rate, sop_metrics
 from simenv.sop.toolspecs import ToolMap as ToolMap
 
 __all__ = [
@@ -59,13 +55,12 @@ __all__ = [
     "SopState",
     "constant_answer_rate",
     "find_imported",
-    "import_sop",
     "imported_scenarios",
     "is_sop_folder",
     "load_sop",
     "normalise",
     "parse_decision",
     "read_folder",
-    "self_test",
+    "remember",
     "sop_metrics",
 ]

@@ -30,8 +30,9 @@ from simenv.sop.grading import (
     normalise,
     schema_problems,
 )
+from simenv.sop.metrics import sop_metrics
 from simenv.sop.toolspecs import ToolMap
-from simenv.tools.base import Tool
+from simenv.tools.base import SchemaTool, Tool
 from simenv.tools.sandbox import Sandbox
 from simenv.types import Episode, Task
 
@@ -57,22 +58,24 @@ class SopState(Sandbox):
             self.reference = int(rng.integers(100_000, 1_000_000))
 
 
-class SopTool(Tool):
-    """A tool declared by a JSON spec rather than a Python signature, served from the table."""
+class SopTool(SchemaTool):
+    """A tool declared by a JSON spec rather than a Python signature, served from the table.
+
+    It answers its own calls (it is its own backend): the arguments are checked against the
+    spec's JSON Schema, then the function looks up the table.
+    """
 
     def __init__(self, mapped: ToolMap, fn: Callable[..., Any]) -> None:
+        super().__init__(
+            None,
+            name=mapped.name,
+            parameters=mapped.parameters,
+            description=mapped.description,
+            effect=mapped.effect,
+            provenance="replay" if mapped.effect == "read" else "sandbox",
+            injected={_INJECT: SopState},
+        )
         self.fn = fn
-        self.name = mapped.name
-        self.effect = mapped.effect
-        self.description = mapped.description
-        self.parameters = mapped.parameters
-        self.injected = {_INJECT: SopState}
-        self.provenance = "replay" if mapped.effect == "read" else "sandbox"
-        self.replay = None
-        properties = mapped.parameters.get("properties", {})
-        self.arg_docs = {k: str(v.get("description", "")) for k, v in properties.items()}
-        self.argument_names = list(properties)
-        self._defaults = {}
 
     def validate(self, arguments: Any) -> dict[str, Any]:
         """Check the arguments against the spec's JSON Schema.
@@ -325,9 +328,7 @@ def _default_id(root: Path) -> str:
 
 
 def _metrics(scenario: Scenario, episodes: Sequence[Episode]) -> dict[str, float]:
-    """``Scenario.metrics`` of SOP scenarios: :func:`simenv.sop.sop_metrics`."""
-    from simenv.sop.imports import sop_metrics  # deferred: that module imports this one
-
+    """``Scenario.metrics`` of SOP scenarios: :func:`simenv.sop.metrics.sop_metrics`."""
     return {k: float(v) for k, v in sop_metrics(scenario, episodes).items()}
 
 

@@ -189,7 +189,7 @@ def make_env(simenv_seed: int) -> Iterator[Callable[..., Any]]:
 @pytest.fixture
 def oracle_policy() -> Any:
     """The scenario's oracle as a policy."""
-    from simenv.policies import Oracle
+    from simenv.rollouts.policies import Oracle
 
     return Oracle()
 
@@ -197,7 +197,7 @@ def oracle_policy() -> Any:
 @pytest.fixture
 def scripted_policy() -> Callable[..., Any]:
     """``scripted_policy(actions)``: a policy that plays the given turns."""
-    from simenv.policies import Scripted
+    from simenv.rollouts.policies import Scripted
 
     return Scripted
 

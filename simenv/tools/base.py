@@ -1,4 +1,4 @@
-"""The ``@tool`` decorator: a typed Python function becomes a tool the agent can call.
+"""Tools and their one plug-in point: ``@tool`` declares a tool, a :class:`ToolBackend` answers it.
 
 The function's signature and Google-style docstring become the JSON schema the model sees.
 Arguments are validated against that schema before the function runs; a mismatch raises
@@ -10,6 +10,12 @@ readable tool message. Parameters whose annotation is an injectable type (a
 Arguments are validated as the JSON values they are, strictly: ``"5"`` is not an ``int`` and
 ``true`` is not a number, while a JSON array fills a ``list``, ``tuple`` or ``set``. Prefer
 ``Literal[...]`` to ``Enum`` for closed sets of strings: the schema then lists them inline.
+
+How a call is answered is the tool's :attr:`Tool.backend`, a :class:`ToolBackend`: one method,
+a tool call in, a :class:`~simenv.types.ToolResult` with its provenance out. The environment
+calls nothing else. A typed function is its own backend (validate, call, render the value); a
+replayed tool's backend is its cassette's; a tool declared by a JSON schema
+(:class:`SchemaTool`: an SOP folder's tool specs, a remote service, a test double) names one.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import json
 import re
 import typing
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, Protocol, runtime_checkable
 
 import numpy as np
 import pydantic
@@ -28,11 +34,14 @@ import pydantic_core
 from typing_extensions import TypedDict
 
 from simenv.errors import ScenarioError, ToolArgumentError
+from simenv.types import ToolCall, ToolResult
 
 __all__ = [
     "Effect",
     "Injectable",
+    "SchemaTool",
     "Tool",
+    "ToolBackend",
     "format_result",
     "json_default",
     "parse_docstring",
@@ -50,6 +59,38 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
 class Injectable:
     """Marker base: a parameter annotated with a subclass is injected, not shown to the agent."""
+
+
+@runtime_checkable
+class ToolBackend(Protocol):
+    """How a tool's calls are answered: one call in, one result out (the plug-in point).
+
+    :class:`~simenv.env.MultiTurnEnv` hands every well-formed call of a known tool to that
+    tool's backend and records what comes back; it measures the latency itself. A test double
+    is a class with this one method.
+    """
+
+    def call(self, call: ToolCall, injected: Mapping[str, Any]) -> ToolResult:
+        """Answer one call.
+
+        Args:
+            call: The call as the agent made it: ``id``, ``name`` and the decoded ``arguments``
+                (not validated yet: checking them is the backend's job).
+            injected: What the environment injects for the tool's injected parameters this
+                episode (the sandbox, the episode's generator), by parameter name.
+
+        Returns:
+            A :class:`~simenv.types.ToolResult` with the call's ``id`` and the tool's name,
+            the text the agent reads, ``is_error``, and the provenance (``live``, ``replay``,
+            ``sandbox``, ``sqlite``, ``docker`` ...).
+
+        Raises:
+            ToolError: The agent's mistake (bad arguments, nothing found): the environment
+                answers ``Error: <message>`` with the tool's provenance, and the episode goes
+                on. Any other exception ends the episode as invalid: an ``InfraError`` as it
+                is, anything else as a bug in the backend.
+        """
+        ...
 
 
 def _is_injected(annotation: Any) -> bool:
@@ -196,7 +237,8 @@ class Tool:
     """A function the agent can call, with its schema, effect and injected parameters.
 
     Build one with :func:`tool`. Calling the ``Tool`` object directly calls the function, which
-    keeps tools easy to unit-test.
+    keeps tools easy to unit-test. A tool is also the :class:`ToolBackend` of its function
+    (:meth:`call`), unless it is replayed.
 
     Attributes:
         name: The name the agent uses.
@@ -207,6 +249,7 @@ class Tool:
         provenance: Tool pattern recorded on each result (``sandbox``, ``live``, ``replay``).
         replay: The :class:`~simenv.tools.replay.Cassette` serving this tool, if any.
         fn: The wrapped function (for a replayed tool, the cassette in front of it).
+        backend: What answers the tool's calls: the tool itself, or its cassette's backend.
     """
 
     def __init__(
@@ -219,20 +262,11 @@ class Tool:
         provenance: str | None = None,
         replay: Any = None,
     ) -> None:
-        if effect not in ("read", "write"):
-            raise ScenarioError(
-                f"tool {fn.__name__!r}: effect must be 'read' or 'write', not {effect!r}"
-            )
-        self.fn = fn
-        self.name = name or fn.__name__
-        if not _NAME.match(self.name):
-            raise ScenarioError(
-                f"tool name {self.name!r} is not valid: use letters, digits, '_' or '-' "
-                "(at most 64 characters, not starting with a digit)"
-            )
-        self.effect: Effect = effect
         doc_text, arg_docs = parse_docstring(fn.__doc__)
-        self.description = description if description is not None else doc_text
+        self._declare(
+            name or fn.__name__, description if description is not None else doc_text, effect
+        )
+        self.fn = fn
         try:
             hints = typing.get_type_hints(fn, include_extras=True)
         except Exception as exc:  # a NameError from a forward reference, typically
@@ -298,6 +332,7 @@ class Tool:
         self.parameters: dict[str, Any] = schema
         self.provenance = provenance or ("sandbox" if self.injected else "live")
         self.replay = replay
+        self.backend: ToolBackend = self
         if replay is not None:
             if effect != "read":
                 raise ScenarioError(
@@ -306,6 +341,20 @@ class Tool:
                 )
             self.provenance = "replay"
             self.fn = replay.wrap(self.name, fn, self.argument_names)
+            self.backend = replay.backend(self)
+
+    def _declare(self, name: str, description: str, effect: Effect) -> None:
+        """Set and check what every tool declares: its name, description and effect."""
+        if effect not in ("read", "write"):
+            raise ScenarioError(f"tool {name!r}: effect must be 'read' or 'write', not {effect!r}")
+        if not _NAME.match(name):
+            raise ScenarioError(
+                f"tool name {name!r} is not valid: use letters, digits, '_' or '-' "
+                "(at most 64 characters, not starting with a digit)"
+            )
+        self.name = name
+        self.description = description
+        self.effect: Effect = effect
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the wrapped function directly (no validation, nothing injected)."""
@@ -375,6 +424,79 @@ class Tool:
     def invoke(self, arguments: Any, injected: Mapping[str, Any]) -> Any:
         """Validate ``arguments`` then call the function with the injected values added."""
         return self.fn(**self.validate(arguments), **injected)
+
+    def call(self, call: ToolCall, injected: Mapping[str, Any]) -> ToolResult:
+        """The function's :class:`ToolBackend`: validate, call, render the value as text.
+
+        Raises:
+            ToolArgumentError: The arguments do not match the schema.
+            ToolError: The function's own, for the agent to read.
+        """
+        kwargs = self.validate(call.arguments)
+        if injected:
+            kwargs.update(injected)
+        content = format_result(self.fn(**kwargs))
+        return ToolResult(call.id, self.name, content, False, self.provenance)
+
+
+class SchemaTool(Tool):
+    """A tool declared by its JSON schema, its calls answered by a :class:`ToolBackend`.
+
+    For tools whose declaration is data rather than a Python signature: an SOP folder's tool
+    specs, a remote service's tools, a test double. The backend gets each call's arguments as
+    the agent sent them (a JSON object) and checks them itself. Calling the tool directly sends
+    a call with the id ``direct`` to the backend and returns its :class:`ToolResult`.
+
+    Args:
+        backend: What answers the calls; ``None`` for a subclass that answers them itself
+            (it sets ``fn`` and may override :meth:`validate`, as ``Tool.call`` uses both).
+        name: The name the agent uses.
+        parameters: JSON schema of the arguments (an ``object`` schema).
+        description: What the model reads about the tool.
+        effect: ``"read"`` or ``"write"``.
+        provenance: Recorded on results the backend does not mark otherwise (its errors).
+        injected: Parameter name -> the type the environment injects (a ``Sandbox``
+            subclass or ``numpy.random.Generator``), handed to the backend with each call.
+    """
+
+    def __init__(
+        self,
+        backend: ToolBackend | None,
+        *,
+        name: str,
+        parameters: Mapping[str, Any],
+        description: str = "",
+        effect: Effect = "read",
+        provenance: str = "live",
+        injected: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._declare(name, description, effect)
+        self.parameters = dict(parameters)
+        self.injected = dict(injected or {})
+        self.provenance = provenance
+        self.replay = None
+        properties = self.parameters.get("properties", {})
+        self.arg_docs = {k: str(v.get("description", "")) for k, v in properties.items()}
+        self.argument_names = list(properties)
+        self._defaults: dict[str, Any] = {}
+        self.backend = self if backend is None else backend
+        self.fn = self._direct
+
+    def _direct(self, **kwargs: Any) -> ToolResult:
+        injected = {k: kwargs.pop(k) for k in list(kwargs) if k in self.injected}
+        return self.backend.call(ToolCall("direct", self.name, kwargs), injected)
+
+    def validate(self, arguments: Any) -> dict[str, Any]:
+        """Only that the arguments are a JSON object; the backend checks the rest.
+
+        Raises:
+            ToolArgumentError: They are not an object.
+        """
+        if not isinstance(arguments, dict):
+            raise ToolArgumentError(
+                f"arguments of {self.name!r} must be a JSON object, got {type(arguments).__name__}"
+            )
+        return dict(arguments)
 
 
 @typing.overload

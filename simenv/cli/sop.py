@@ -11,15 +11,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from simenv.cli.common import fail, out
 from simenv.errors import SimenvError
 
 __all__ = ["register"]
-
-out = Console()
-err = Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -38,7 +35,9 @@ def register(app: typer.Typer) -> None:
         ] = True,
     ) -> None:
         """Check an SOP folder and register it as a scenario runnable by id."""
-        from simenv.sop import import_sop, load_sop, self_test
+        from simenv.checks.sop import self_test
+        from simenv.registration import import_sop
+        from simenv.sop import load_sop
 
         try:
             scenario = load_sop(path, scenario_id)
@@ -52,8 +51,7 @@ def register(app: typer.Typer) -> None:
                 )
             scenario = import_sop(path, scenario.id)
         except SimenvError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise fail(str(exc)) from None
         train, evaluation = len(scenario.split("train")), len(scenario.split("eval"))
         tools = ", ".join(t.name for t in scenario.tools)
         out.print(

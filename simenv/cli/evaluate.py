@@ -2,8 +2,8 @@
 
 The commands are plain typer functions; :func:`register` adds them to the ``simenv`` app. A file
 written by ``simenv run`` with several ``--policy`` holds several runs: each is summarised on
-its own (see :func:`simenv.metrics.split_runs`). Errors print one line to stderr and exit with
-code 2, like the rest of the CLI.
+its own (see :func:`simenv.evaluation.metrics.split_runs`). Errors print one line to stderr
+and exit with code 2, like the rest of the CLI.
 """
 
 from __future__ import annotations
@@ -17,38 +17,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from simenv.cli.common import err, fail, out
 from simenv.errors import SimenvError
 
 if TYPE_CHECKING:
-    from simenv.metrics import Comparison, Summary
+    from simenv.evaluation.metrics import Comparison, Summary
     from simenv.types import Episode
 
 __all__ = ["evaluate", "register", "view"]
 
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    return typer.Exit(code)
-
 
 def _read(path: Path) -> list[Episode]:
-    from simenv.store import read_episodes
+    from simenv.rollouts.store import read_episodes
 
     try:
         episodes = list(read_episodes(path))
     except FileNotFoundError:
-        raise _fail(f"{path}: no such file; write one with `simenv run ID --out {path}`") from None
+        raise fail(f"{path}: no such file; write one with `simenv run ID --out {path}`") from None
     except (OSError, ValueError, SimenvError) as exc:
-        raise _fail(f"cannot read {path}: {exc}") from None
+        raise fail(f"cannot read {path}: {exc}") from None
     if not episodes:
-        raise _fail(f"{path} holds no episodes")
+        raise fail(f"{path} holds no episodes")
     return episodes
 
 
@@ -56,9 +48,9 @@ def _ks(text: str) -> tuple[int, ...]:
     try:
         ks = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise _fail(f"--k must be comma-separated integers like 1,2,4, not {text!r}") from None
+        raise fail(f"--k must be comma-separated integers like 1,2,4, not {text!r}") from None
     if not ks or min(ks) < 1:
-        raise _fail(f"--k needs at least one k, each at least 1 (got {text!r})")
+        raise fail(f"--k needs at least one k, each at least 1 (got {text!r})")
     return ks
 
 
@@ -102,8 +94,8 @@ def evaluate(
     ] = None,
 ) -> None:
     """Evaluate a run: reward and success with 95% intervals, pass@k, pass^k, tool use."""
-    from simenv.metrics import compare as paired
-    from simenv.metrics import split_runs, summarize
+    from simenv.evaluation.metrics import compare as paired
+    from simenv.evaluation.metrics import split_runs, summarize
 
     ks = _ks(k)
     runs = split_runs(_read(run_file))
@@ -116,7 +108,7 @@ def evaluate(
     if compare is not None:
         other = split_runs(_read(compare))
         if len(other) > 1:
-            raise _fail(
+            raise fail(
                 f"{compare} holds {len(other)} runs ({', '.join(other)}); --compare needs a "
                 "file with one run"
             )
@@ -126,7 +118,7 @@ def evaluate(
         episodes[baseline] = base
         comparisons = {label: paired(es, base, seed=seed) for label, es in runs.items()}
     if html_path is not None:
-        from simenv.report_html import render_report
+        from simenv.evaluation.report import render_report
 
         notes = [f"run: {run_file}"] + ([f"baseline: {compare}"] if compare else [])
         page = render_report(
@@ -198,7 +190,7 @@ def _write(path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise _fail(f"cannot write {path}: {exc}") from None
+        raise fail(f"cannot write {path}: {exc}") from None
 
 
 def _cell(metrics: Mapping[str, float], key: str) -> str:
@@ -331,8 +323,8 @@ def _log_mlflow(
 ) -> None:
     """One MLflow run per run in the file: summary, comparison, files and traces."""
     try:
-        from simenv.tracking import MLflowLogger
-        from simenv.viewer import render_transcripts
+        from simenv.evaluation.tracking import MLflowLogger
+        from simenv.evaluation.viewer import render_transcripts
 
         for label, episodes in runs.items():
             first = episodes[0]
@@ -373,10 +365,10 @@ def _log_mlflow(
                 f"{escape(logger.tracking_uri)}"
             )
     except ImportError:
-        raise _fail("--mlflow needs MLflow: pip install 'simenv[mlflow]'") from None
+        raise fail("--mlflow needs MLflow: pip install 'simenv[mlflow]'") from None
     except Exception as exc:  # MLflow's own errors (a bad URI, a store it cannot open ...)
         if isinstance(exc, RuntimeError) or type(exc).__module__.startswith("mlflow"):
-            raise _fail(f"MLflow: {type(exc).__name__}: {exc}") from None
+            raise fail(f"MLflow: {type(exc).__name__}: {exc}") from None
         raise
 
 
@@ -387,7 +379,7 @@ def view(
     ] = None,
 ) -> None:
     """Render a run's transcripts as one static HTML page (filter by task and outcome)."""
-    from simenv.viewer import render_transcripts
+    from simenv.evaluation.viewer import render_transcripts
 
     episodes = _read(run_file)
     target = output or run_file.with_suffix(".html")

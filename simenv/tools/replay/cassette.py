@@ -1,41 +1,8 @@
-"""Recorded replay: read-only tools answered from a cassette, keyed by their canonical inputs.
+"""Cassettes: the shared interface (:class:`Recording`), modes, and plain function calls.
 
-A cassette holds the responses a live tool gave when it was recorded. A read tool opts in with
-its declaration; the tool's code stays the live code::
-
-    CATALOG = Cassette(Path(__file__).parent / "data" / "catalog.json")
-
-    @tool(effect="read", replay=CATALOG)
-    def product(sku: str) -> dict: ...
-
-Two kinds share one interface (:class:`Recording`):
-
-- :class:`Cassette`: plain function calls, keyed by ``(tool name, canonical JSON of the
-  arguments)`` (sorted keys, no whitespace); stored as one sorted JSON file.
-- :class:`~simenv.tools.replay_http.HttpCassette`: tools that call an HTTP API. The traffic is
-  recorded by vcrpy in its own cassette format (YAML), with credentials filtered, and replayed
-  from a hash index on the canonical request, built once from that file.
-
-Modes, declared per cassette and overridden for every cassette at once by :func:`replay_mode`
-(a context manager, e.g. ``with replay_mode("record"): ...``) or else by the
-``SIMENV_REPLAY_MODE`` environment variable:
-
-- ``replay`` (the default; strict): answered from the cassette. A miss is an error the agent
-  reads (``miss="agent"``) or an :class:`~simenv.errors.InfraError` that voids the episode
-  (``miss="infra"``); both name the nearest recorded key and the fields that differ.
-- ``record``: calls go to the live tool and the responses are stored.
-- ``hybrid``: recorded calls are answered from the cassette; misses go live and are stored.
-
-Every call reports where its answer came from (:class:`Served`), so each tool result in an
-episode carries the provenance ``replay`` or ``live``. A replay is one dictionary lookup, so its
-cost does not grow with the cassette. Values under keys that look like secrets (``token``,
-``api_key``, ``password``, ``authorization`` ...) are stored as ``"<redacted>"``, and a live
-call answers what the cassette stores, so recording and replaying give the same transcript.
-
-Only ``read`` tools can be replayed: a replayed write would silently not happen, so
-``@tool(effect="write", replay=...)`` is refused. ``simenv record ID`` re-records a scenario's
-cassettes by running its oracle against the live tools; ``simenv.recording.coverage`` lists the
-oracle calls a cassette misses and the entries nothing uses.
+:class:`Recording` holds what every kind of cassette shares (the mode, the miss policy,
+recording sessions, usage tracking); :class:`Cassette` records plain function calls. The
+pattern as a whole is described in :mod:`simenv.tools.replay`.
 """
 
 from __future__ import annotations
@@ -46,14 +13,16 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from simenv.errors import InfraError, ScenarioError, ToolError
+from simenv.tools.base import Tool, ToolBackend, format_result
 from simenv.tools.sandbox import canonical_json, diff_values
+from simenv.types import ToolCall, ToolResult
 
 __all__ = [
     "ENV_VAR",
@@ -65,6 +34,7 @@ __all__ = [
     "MissPolicy",
     "Recording",
     "ReplayMode",
+    "Replayed",
     "Served",
     "Usage",
     "effective_mode",
@@ -122,6 +92,28 @@ class Served:
 
     value: Any
     provenance: str
+
+
+class Replayed:
+    """The :class:`~simenv.tools.base.ToolBackend` of a replayed tool.
+
+    The tool's ``fn`` is its cassette in front of the live function (:meth:`Recording.wrap`),
+    which says where each answer came from; the result carries that provenance.
+    """
+
+    __slots__ = ("tool",)
+
+    def __init__(self, tool: Tool) -> None:
+        self.tool = tool
+
+    def call(self, call: ToolCall, injected: Mapping[str, Any]) -> ToolResult:
+        """Validate the arguments, then answer from the cassette (or live, by the mode)."""
+        tool = self.tool
+        kwargs = tool.validate(call.arguments)
+        if injected:
+            kwargs.update(injected)
+        served: Served = tool.fn(**kwargs)
+        return ToolResult(call.id, tool.name, format_result(served.value), False, served.provenance)
 
 
 def redact(value: Any, pattern: re.Pattern[str] = SECRET_FIELD) -> Any:
@@ -252,6 +244,10 @@ class Recording(abc.ABC):
     @abc.abstractmethod
     def _end(self, ok: bool) -> None:
         """Close the session: write the file when ``ok``, else leave it as it was."""
+
+    def backend(self, tool: Tool) -> ToolBackend:
+        """The backend of a tool declared with ``replay=`` this cassette (called by ``Tool``)."""
+        return Replayed(tool)
 
     # -------------------------------------------------------------- sessions and tracking
     @contextmanager

@@ -1,6 +1,6 @@
 """The server that runs inside every simenv container (its PID 1), as plain ``python3 -c``.
 
-It is not imported by simenv: :mod:`simenv.tools.docker_pool` reads this file's text and starts
+It is not imported by simenv: :mod:`simenv.tools.docker.container` reads this file's text and starts
 the container with ``python3 -I -S -u -c <text>``, so any image with a Python 3.8+ interpreter
 works. It reads one JSON request per line on stdin and writes one JSON response per line on
 stdout (the container's attached streams): a tool call costs a pipe round trip, not a

@@ -1,8 +1,5 @@
 """``simenv record ID`` and ``simenv coverage ID``: re-record cassettes and check what they cover.
 
-Two plain commands for the main app (``app.command("record")(cli_replay.record)``,
-``app.command("coverage")(cli_replay.coverage_command)``), also grouped in :data:`app` (a sub-app
-``simenv replay record|coverage``) and runnable alone: ``python -m simenv.cli_replay record ID``.
 Errors print one line to stderr and exit with code 2; oracle calls missing from a cassette exit
 with code 1.
 """
@@ -13,28 +10,15 @@ from typing import Annotated
 
 import typer
 
+from simenv.cli.common import fail, scenario
 from simenv.errors import SimenvError
-from simenv.recording import coverage, record_scenario
-from simenv.registration import load_scenario
+from simenv.rollouts.recording import coverage, record_scenario
 
-__all__ = ["app", "coverage_command", "record"]
-
-app = typer.Typer(
-    help="Recorded replay: re-record a scenario's cassettes, report what they cover.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+__all__ = ["coverage_command", "record", "register"]
 
 ScenarioId = Annotated[str, typer.Argument(help="Scenario id or file.")]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
-@app.command("record")
 def record(
     scenario_id: ScenarioId,
     keep: Annotated[
@@ -47,19 +31,18 @@ def record(
     Each distinct call goes live once; each cassette is written once at the end, and only if
     every episode ran. Then the new cassettes are checked in strict replay (as `coverage`).
     """
+    loaded = scenario(scenario_id)
     try:
-        scenario = load_scenario(scenario_id)
-        report = record_scenario(scenario, seeds=range(seeds), fresh=not keep)
+        report = record_scenario(loaded, seeds=range(seeds), fresh=not keep)
         typer.echo(report.summary())
-        checked = coverage(scenario, seeds=range(seeds))
+        checked = coverage(loaded, seeds=range(seeds))
     except SimenvError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(checked.summary())
     if not checked.complete:
         raise typer.Exit(1)
 
 
-@app.command("coverage")
 def coverage_command(
     scenario_id: ScenarioId,
     limit: Annotated[int, typer.Option(help="List at most this many entries of each kind.")] = 20,
@@ -69,14 +52,17 @@ def coverage_command(
 
     Plays the oracle on every task in strict replay (never live). Exits 1 when calls are missing.
     """
+    loaded = scenario(scenario_id)
     try:
-        report = coverage(load_scenario(scenario_id), seeds=range(seeds))
+        report = coverage(loaded, seeds=range(seeds))
     except SimenvError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(report.summary(limit=limit))
     if not report.complete:
         raise typer.Exit(1)
 
 
-if __name__ == "__main__":
-    app()
+def register(app: typer.Typer) -> None:
+    """Add ``record`` and ``coverage`` to ``app``."""
+    app.command("record")(record)
+    app.command("coverage")(coverage_command)

@@ -1,45 +1,7 @@
-"""Verifiable execution in SQLite: one private, guarded, in-memory database per episode.
+"""The SQLite sandbox: a private in-memory database per episode, built from a cached template.
 
-Subclass :class:`SQLiteSandbox`, declare the database (a ``schema`` as SQL text or a SQLAlchemy
-``MetaData``, a ``build`` hook that inserts the data through a SQLAlchemy connection, and/or a
-``template_path`` to a ``.db`` or ``.sql`` file), and give the agent :data:`run_sql` (or a tool of
-your own that takes the sandbox)::
-
-    class Shop(SQLiteSandbox):
-        schema = "CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT, total REAL);"
-        read_only = True
-
-        def build(self, db, rng):                      # db: sqlalchemy.Connection
-            db.exec_driver_sql("INSERT INTO orders VALUES (?, ?, ?)", rows_from(rng))
-
-How it is reset: the template is built once per process and template key (SQLAlchemy runs
-only then), serialised to bytes, and every episode ``deserialize``-s those bytes into its own
-``:memory:`` connection (50-60 µs for 10,000 rows, see docs/benchmarks.md; the backup API is
-the fallback where ``deserialize`` is missing). The agent's SQL then runs on the stdlib
-``sqlite3`` connection directly, never through an ORM. Templates that depend on the task
-(``template_key``) or on the episode seed (``per_seed``) are kept in a small LRU cache per
-class; a seed-dependent template costs a full build (milliseconds) for every new seed.
-
-What it covers:
-
-- isolation: episodes never see each other's writes, and nothing is written to disk (no
-  files are created, ``temp_store`` is memory);
-- an authorizer that refuses ATTACH / DETACH (so also ``VACUUM INTO`` a file), any database
-  but the episode's own, ``load_extension``, every PRAGMA except a list of read-only ones, and,
-  in read-only mode, every write;
-- a per-statement time limit (a progress handler): a runaway recursive CTE is stopped and
-  reported to the agent as a :class:`~simenv.errors.ToolError`, and the episode goes on;
-- strings and blobs capped at 16 MiB, results cut at a row limit (and said so), one statement
-  per call, SQL errors turned into messages the agent can act on;
-- checks for rewards: :func:`same_result` (result sets as multisets, in order only when the
-  gold has a top-level ORDER BY, floats within a tolerance), :func:`state_matches` and the
-  sandbox's canonical ``state()`` / ``state_hash()`` / ``diff()`` / ``snapshot()``.
-
-What it does not cover: SQLite runs inside the trainer's process, so this contains a model's
-SQL, not hostile native code; memory is bounded by the time limit and the value cap, not by a
-hard quota; ``random()`` and ``date('now')`` are not seeded, so an agent that calls them makes
-its own episode irreproducible; a template's data must come from ``build``'s ``rng`` (or the
-file) for episodes to be reproducible.
+Also the agent's SQL tool (:func:`sql_tool`, :data:`run_sql`). The pattern as a whole is
+described in :mod:`simenv.tools.sqlite`.
 """
 
 from __future__ import annotations
@@ -52,7 +14,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
@@ -60,112 +22,22 @@ import numpy as np
 
 from simenv.errors import ScenarioError, ToolError
 from simenv.tools.base import Tool, tool
-from simenv.tools.resultset import QueryResult, format_table, is_ordered, same_rows
 from simenv.tools.sandbox import Sandbox
+from simenv.tools.sqlite.guard import MAX_VALUE_BYTES, Guard
+from simenv.tools.sqlite.results import QueryResult, format_table
 from simenv.types import Task
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, MetaData
 
-__all__ = [
-    "QueryResult",
-    "SQLiteSandbox",
-    "format_table",
-    "is_ordered",
-    "run_sql",
-    "same_result",
-    "same_rows",
-    "sql_tool",
-    "state_matches",
-]
+__all__ = ["SQLiteSandbox", "run_sql", "sql_tool"]
 
-MAX_VALUE_BYTES = 16 * 2**20
-"""Longest string or blob a statement may build (``SQLITE_LIMIT_LENGTH``)."""
-
-_PROGRESS_OPS = 1000  # VM instructions between two looks at the clock
 _CAN_DESERIALIZE = hasattr(sqlite3.Connection, "deserialize")
-_A = sqlite3  # authorizer action codes
-_WRITES = frozenset({
-    _A.SQLITE_INSERT, _A.SQLITE_UPDATE, _A.SQLITE_DELETE, _A.SQLITE_ALTER_TABLE,
-    _A.SQLITE_CREATE_INDEX, _A.SQLITE_CREATE_TABLE, _A.SQLITE_CREATE_TRIGGER,
-    _A.SQLITE_CREATE_VIEW, _A.SQLITE_CREATE_TEMP_INDEX, _A.SQLITE_CREATE_TEMP_TABLE,
-    _A.SQLITE_CREATE_TEMP_TRIGGER, _A.SQLITE_CREATE_TEMP_VIEW, _A.SQLITE_DROP_INDEX,
-    _A.SQLITE_DROP_TABLE, _A.SQLITE_DROP_TRIGGER, _A.SQLITE_DROP_VIEW, _A.SQLITE_DROP_TEMP_INDEX,
-    _A.SQLITE_DROP_TEMP_TABLE, _A.SQLITE_DROP_TEMP_TRIGGER, _A.SQLITE_DROP_TEMP_VIEW,
-    _A.SQLITE_ANALYZE, _A.SQLITE_REINDEX, _A.SQLITE_CREATE_VTABLE, _A.SQLITE_DROP_VTABLE,
-})  # fmt: skip
-_SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_schema"})
-# PRAGMAs the agent may run: these take a table or index name and only read ...
-_PRAGMA_LOOKUPS = frozenset({
-    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
-    "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check",
-})  # fmt: skip
-# ... and these only read when given no value.
-_PRAGMA_READS = frozenset({
-    "collation_list", "function_list", "module_list", "pragma_list", "database_list",
-    "compile_options", "encoding", "foreign_keys", "page_count", "page_size", "freelist_count",
-    "user_version", "schema_version", "application_id", "data_version",
-})  # fmt: skip
-_DENIED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer"})
 
 
 class _Template(NamedTuple):
     blob: bytes | None  # serialize() of the template
     source: sqlite3.Connection | None  # kept open for the backup API when deserialize is missing
-
-
-class _Guard:
-    """The authorizer and the statement clock of one connection."""
-
-    __slots__ = ("deadline", "denied", "trusted", "writes_denied")
-
-    def __init__(self, writes_denied: bool) -> None:
-        self.writes_denied = writes_denied
-        self.deadline = 0.0
-        self.trusted = False
-        self.denied: str | None = None
-
-    def install(self, db: sqlite3.Connection) -> None:
-        db.set_authorizer(self.authorize)
-        db.set_progress_handler(self.over_time, _PROGRESS_OPS)
-
-    def switch(self, db: sqlite3.Connection, *, writes_denied: bool, trusted: bool) -> None:
-        """Change what is allowed; cached statements are then authorized again."""
-        if writes_denied is not self.writes_denied or trusted is not self.trusted:
-            self.writes_denied, self.trusted = writes_denied, trusted
-            db.set_authorizer(self.authorize)  # expires every prepared statement
-
-    def deny(self, reason: str) -> int:
-        self.denied = reason
-        return sqlite3.SQLITE_DENY
-
-    def authorize(self, action: int, arg1: Any, arg2: Any, dbname: Any, source: Any) -> int:
-        if self.trusted:
-            return sqlite3.SQLITE_OK
-        if action == sqlite3.SQLITE_ATTACH or action == sqlite3.SQLITE_DETACH:
-            return self.deny(
-                "ATTACH, DETACH and VACUUM are disabled: only this database can be used"
-            )
-        if action == sqlite3.SQLITE_PRAGMA:
-            name = str(arg1).lower()
-            if name in _PRAGMA_LOOKUPS or (arg2 is None and name in _PRAGMA_READS):
-                return sqlite3.SQLITE_OK
-            return self.deny(
-                f"PRAGMA {name}{'' if arg2 is None else ' with a value'} is disabled; "
-                "PRAGMA table_info(<table>) and the other read-only PRAGMAs work"
-            )
-        if action == sqlite3.SQLITE_FUNCTION and str(arg2).lower() in _DENIED_FUNCTIONS:
-            return self.deny(f"the function {arg2}() is disabled")
-        if dbname is not None and dbname not in ("main", "temp"):
-            return self.deny(f"database {dbname!r} is not available: use this database only")
-        if self.writes_denied and action in _WRITES:
-            if action == sqlite3.SQLITE_UPDATE and arg1 in _SCHEMA_TABLES:
-                return sqlite3.SQLITE_OK  # SQLite's own bookkeeping for table-valued functions
-            return self.deny("the database is read-only: use SELECT statements")
-        return sqlite3.SQLITE_OK
-
-    def over_time(self) -> int:
-        return 1 if self.deadline and time.monotonic() > self.deadline else 0
 
 
 _TEMPLATES: dict[type, OrderedDict[Hashable, _Template]] = {}
@@ -253,7 +125,7 @@ class SQLiteSandbox(Sandbox):
         db.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
         self._db = db
         self.customize(db, rng, task)
-        self._guard = _Guard(cls.read_only)
+        self._guard = Guard(cls.read_only)
         self._guard.install(db)
         with _CACHE_LOCK:
             _OPEN.add(self)
@@ -512,10 +384,6 @@ def _jsonable(row: Sequence[Any]) -> list[Any]:
     return [{"blob": v.hex()} if isinstance(v, bytes) else v for v in row]
 
 
-def _comparable(row: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(bytes.fromhex(v["blob"]) if isinstance(v, dict) else v for v in row)
-
-
 # ---------------------------------------------------------------------- the agent's tool
 def sql_tool(*, read_only: bool = True, name: str = "run_sql") -> Tool:
     """The agent's SQL tool for a :class:`SQLiteSandbox` scenario.
@@ -542,96 +410,3 @@ def sql_tool(*, read_only: bool = True, name: str = "run_sql") -> Tool:
 
 run_sql = sql_tool()
 """A ready-made read-only ``run_sql(query)`` tool for any :class:`SQLiteSandbox`."""
-
-
-# ---------------------------------------------------------------------- checks
-def same_result(
-    db: SQLiteSandbox | sqlite3.Connection,
-    query: str,
-    gold: str | Sequence[Sequence[Any]],
-    *,
-    ordered: bool | None = None,
-    rel_tol: float = 1e-6,
-    abs_tol: float = 1e-9,
-    allow_extra_columns: bool = False,
-    time_limit_s: float = 5.0,
-) -> bool:
-    """Whether ``query`` returns the same rows as the trusted ``gold`` query.
-
-    ``query`` runs read-only and time-limited (it may be the agent's); an error or a refusal
-    counts as a mismatch. Rows compare as multisets, or in order when ``gold`` has a
-    top-level ORDER BY; numbers within ``rel_tol`` / ``abs_tol``.
-
-    Args:
-        db: A sandbox or a plain connection (whose authorizer and progress handler are
-            replaced while ``query`` runs, then removed).
-        query: The query to judge.
-        gold: The reference query, or its rows when already computed (then ``ordered``
-            defaults to False).
-        ordered: Force the comparison in order (True) or as multisets (False).
-        rel_tol: Relative tolerance for numbers.
-        abs_tol: Absolute tolerance for numbers (e.g. 0.005 to accept money rounded to cents).
-        allow_extra_columns: Accept a result with more columns, if some of its columns (in
-            any order) equal the gold's row for row (see :func:`same_rows`).
-        time_limit_s: For a plain connection (a sandbox uses its own ``time_limit_s``).
-    """
-    try:
-        if isinstance(db, SQLiteSandbox):
-            mine = db.execute(query, read_only=True, max_rows=-1).rows
-        else:
-            mine = _guarded_rows(db, query, time_limit_s)
-    except (ToolError, sqlite3.Error, sqlite3.Warning, ValueError, OverflowError):
-        return False
-    if isinstance(gold, str):
-        theirs = db.query(gold) if isinstance(db, SQLiteSandbox) else db.execute(gold).fetchall()
-        order = is_ordered(gold) if ordered is None else ordered
-    else:
-        theirs, order = [tuple(r) for r in gold], bool(ordered)
-    return same_rows(
-        mine,
-        theirs,
-        ordered=order,
-        rel_tol=rel_tol,
-        abs_tol=abs_tol,
-        allow_extra_columns=allow_extra_columns,
-    )
-
-
-def _guarded_rows(db: sqlite3.Connection, sql: str, time_limit_s: float) -> list[tuple[Any, ...]]:
-    guard = _Guard(writes_denied=True)
-    guard.deadline = time.monotonic() + time_limit_s
-    guard.install(db)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.set_authorizer(None)
-        db.set_progress_handler(None, 0)
-
-
-def state_matches(
-    db: SQLiteSandbox,
-    gold_state: Mapping[str, Iterable[Sequence[Any]]],
-    *,
-    tables: Iterable[str] | None = None,
-    rel_tol: float = 1e-9,
-    abs_tol: float = 1e-9,
-) -> bool:
-    """Whether the database holds exactly the gold rows (each table as a multiset).
-
-    Args:
-        db: The sandbox, usually ``outcome.final``.
-        gold_state: Table -> rows, e.g. another sandbox's ``state()`` or written by hand.
-        tables: The tables to compare (default: every table of either side, so a missing or
-            extra table is a mismatch).
-        rel_tol: Relative tolerance for numbers.
-        abs_tol: Absolute tolerance for numbers.
-    """
-    mine = db.tables()
-    names = set(mine) | set(gold_state) if tables is None else set(tables)
-    for name in names:
-        if name not in mine or name not in gold_state:
-            return False
-        gold = [_comparable(r) for r in gold_state[name]]
-        if not same_rows(mine[name], gold, rel_tol=rel_tol, abs_tol=abs_tol):
-            return False
-    return True
