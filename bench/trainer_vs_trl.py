@@ -13,7 +13,7 @@ Shared by both:
   weights and the same tokenizer (nothing downloaded). Saved to a temporary directory and loaded
   twice from it with ``from_pretrained``: same weights; float32 on the CPU, bfloat16 on a GPU
   (``--device``; TRL ``bf16=True`` there, ``use_cpu=True`` on the CPU);
-- LoRA from ``TrainConfig``'s defaults: rank 16, alpha 32, dropout 0, every linear layer;
+- LoRA rank 16 (``TrainConfig(lora_rank=16)``; the default alpha 32), dropout 0, every linear layer;
 - prompts: the first 8 (``--prompts``) train tasks of support/Triage-v1 (system prompt + the
   ticket, rendered with the chat template and the scenario's tools, generation prompt added);
   the script checks that both systems condition on exactly the same prompt token ids;
@@ -95,7 +95,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "install it with: pip install -e '.[bench]'"
     ) from exc
 
-CFG = TrainConfig()  # the trainer's defaults: group 8, 8 tasks, micro-batch 32, 48 new tokens
+CFG = TrainConfig(lora_rank=16, lr=2e-3)  # the trainer's defaults (group 8, 8 tasks, micro-batch
+# 32, 48 new tokens) with LoRA rank 16 and its usual lr: the comparison is of LoRA training
 TRAIN_TASKS = 108  # support/Triage-v1's train split
 
 # Peak dense bf16 FLOP/s by GPU name, more specific names first (torch.cuda.get_device_name()).

@@ -54,7 +54,8 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     logging.getLogger("trl").setLevel(logging.ERROR)
-    cfg = replace(TrainConfig(), batch_tasks=2, group_size=4, max_new_tokens=8, micro_batch=4)
+    cfg = replace(TrainConfig(lora_rank=16, lr=2e-3), batch_tasks=2, group_size=4, max_new_tokens=8,
+                  micro_batch=4)  # fmt: skip
     setup = Setup(cfg, "qwen2-0.5b", torch.device("cpu"))
     profiled = Profiled()
     with tempfile.TemporaryDirectory() as tmp:

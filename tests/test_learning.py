@@ -1,54 +1,39 @@
 """Learning regression: the main job's recipe learns, and keeps learning under perturbations.
 
-A shortened main job on ``support/Triage-v1``: the tiny model's warm start (stopped by its
-validation slice) must reach a held-out success threshold, and RL on one batch must raise that
-batch's mean reward. Both are asserted under the perturbations the recipe is documented to
-survive: every initial weight scaled by (1 + 1e-6 noise), and one torch thread instead of the
-default. A recipe whose outcome hinges on float rounding fails here on some machine.
+A shortened main job on ``support/Triage-v1`` through ``trainer.train.train`` itself: the warm
+start is the main job's exactly (the same model, data, schedule and stop), then 20 RL steps
+instead of 80 and 8 samples per eval task instead of 16. The warm start must reach a held-out
+success threshold, and RL must raise held-out success above the same run's warm start (paired:
+the same episode and sampler seeds). Both are asserted under the perturbations the recipe is
+documented to survive: every initial weight scaled by (1 + 1e-6 noise), and one torch thread
+instead of the default. A recipe whose outcome hinges on float rounding fails here on some
+machine.
 """
 
 from __future__ import annotations
 
-import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
 import simenv
-from simenv.policies import HF
+from simenv.rollouts.policies import HF
 from trainer.config import TrainConfig
-from trainer.losses import bind_loss
-from trainer.models import with_lora
-from trainer.train import (
-    build_model,
-    evaluate,
-    oracle_episodes,
-    policy_update,
-    rollout_batch,
-    sft_samples,
-    estimator,
-    training_samples,
-    warm_start,
-)
+from trainer.train import build_model, oracle_episodes, sft_samples, train, warm_start
 
-SHORT = {
-    "sft_target": 0.3,  # the first of the tiny model's jumps (a third of the tickets right)
-    "sft_check_samples": 4,
-    "eval_samples": 4,
-    "batch_tasks": 4,
-}
-"""The main job's recipe, shortened: the warm start stops at its first jump, and evaluation and
-RL play fewer episodes."""
+SHORT = {"steps": 20, "eval_samples": 8, "eval_every": 100, "checkpoint_every": 100}
+"""The main job, shortened: its warm start, then a quarter of its RL steps."""
 
-WARM_START_THRESHOLD = 0.25
-"""Held-out success the shortened warm start must reach (its target on the validation slice is
-0.3; the eval split, never trained on, lands a little below or above it). Before training the
-tiny model scores 0."""
+WARM_START_THRESHOLD = 0.5
+"""Held-out success the warm start must reach (the main job's table in docs/training.md holds
+every run to it). Before training the tiny model scores 0."""
 
-
-def _mean_reward(episodes: list[simenv.Episode]) -> float:
-    return sum(e.reward for e in episodes) / len(episodes)
+# RL must raise held-out success over the warm start (strictly). Measured on the machine of
+# docs/training.md's table (AVX512, 288 paired episodes): +0.027 as-is and with one thread
+# (the same numbers), +0.046 with the weights perturbed; the full main job gains 0.05-0.07 by
+# its step 20 (its lr decays over 80 steps, not 20).
 
 
 @pytest.mark.parametrize(
@@ -56,50 +41,17 @@ def _mean_reward(episodes: list[simenv.Episode]) -> float:
     [(0.0, 0), (1e-6, 0), (0.0, 1)],
     ids=["as-is", "weights-perturbed-1e-6", "one-thread"],
 )
-def test_warm_start_reaches_the_threshold_and_rl_raises_the_batch_reward(
-    init_noise: float, threads: int
+def test_warm_start_reaches_the_threshold_and_rl_raises_held_out_success(
+    init_noise: float, threads: int, tmp_path: Path
 ) -> None:
     before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
     try:
-        cfg = TrainConfig(init_noise=init_noise, **SHORT)  # type: ignore[arg-type]
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
-        scenarios = [simenv.load_scenario(s) for s in cfg.scenarios]
-        model, tokenizer = build_model(cfg, scenarios, torch.device("cpu"))
-        sampler = HF(model, tokenizer, temperature=cfg.temperature, seed=cfg.seed,
-                     max_new_tokens=cfg.max_new_tokens)  # fmt: skip
-        samples = sft_samples(oracle_episodes(scenarios, 2), sampler)
-        logged: list[tuple[dict[str, float], int]] = []
-        steps = warm_start(
-            model, sampler, cfg, samples, scenarios, lambda v, s: logged.append((v, s))
-        )
-        assert steps < cfg.sft_steps, "the validation slice never reached the target"
-        held_out = evaluate(sampler, scenarios, cfg)["eval/success"]
-        assert held_out >= WARM_START_THRESHOLD, (steps, held_out)
-
-        # RL on one fixed batch (same tasks, same starting states) must raise its mean reward,
-        # judged on the same sampling draws before and after.
-        model = with_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
-        sampler.model = model
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-        loss_fn = bind_loss(cfg.loss, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
-                            cispo_high=cfg.cispo_high)  # fmt: skip
-
-        def play(draw: int) -> list[simenv.Episode]:
-            sampler.reseed(draw)
-            return rollout_batch(sampler, scenarios, cfg, random.Random(17), step=0)
-
-        estimate = estimator(cfg)
-        first = _mean_reward(play(1))
-        for k in range(8):
-            batch = play(100 + k)
-            samples, _ = training_samples([e for e in batch if e.valid], estimate)
-            if samples:
-                policy_update(model, optimizer, samples, cfg, int(tokenizer.pad_token_id), loss_fn)
-        after = _mean_reward(play(1))
-        assert after >= first + 0.05, (first, after)
+        cfg = TrainConfig(init_noise=init_noise, threads=threads, out=str(tmp_path), **SHORT)  # type: ignore[arg-type]
+        result = train(cfg)
+        assert result["sft_steps"] < cfg.sft_steps, "the validation slice never reached the target"
+        warm, after = result["before"]["eval/success"], result["after"]["eval/success"]
+        assert warm >= WARM_START_THRESHOLD, result
+        assert after > warm, (warm, after)
     finally:
         torch.set_num_threads(before)
 

@@ -147,6 +147,8 @@ def test_checkpoint_resumes_to_the_same_next_step_and_export_reloads(tmp_path: P
         checkpoint_every=1,
         max_new_tokens=20,
         micro_batch=8,
+        lora_rank=16,
+        lr=2e-3,
     )
     full = tmp_path / "full"
     train(TrainConfig(out=str(full), **base))
@@ -213,6 +215,7 @@ def test_a_killed_run_resumes_without_lost_or_repeated_steps(tmp_path: Path) -> 
     config = tmp_path / "config.json"
     sizes = {"steps": 4, "sft_steps": 2, "group_size": 2, "batch_tasks": 2, "eval_samples": 1}
     sizes.update(eval_every=100, checkpoint_every=1, max_new_tokens=16, micro_batch=8)
+    sizes.update(lora_rank=16, lr=2e-3)
     config.write_text(json.dumps(sizes))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # the same arithmetic in every run
@@ -325,6 +328,7 @@ def test_training_on_a_rollout_server_equals_training_in_process(tmp_path: Path)
 
     sizes = {"steps": 2, "sft_steps": 2, "group_size": 2, "batch_tasks": 2, "eval_samples": 1}
     sizes.update(eval_every=100, checkpoint_every=100, max_new_tokens=16, micro_batch=8)
+    sizes.update(lora_rank=16, lr=2e-3)
     server = make_server([SCENARIO], port=0)
     paths: list[str] = []
     answer = server.app.respond

@@ -200,7 +200,7 @@ def wordy_run(cli: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
         patch.setattr(registration, "_specs", dict(registration._specs))
         result = cli(
             "train", str(where / "wordy.py"), *TINY, "--max-new-tokens", "12",
-            "--loss", "cispo", "--advantage", "rloo",
+            "--loss", "cispo", "--advantage", "rloo", "--lora-rank", "16",
             "--set", "kl_coef=0.05", "--set", "tis_cap=2", "--out", str(out),
         )  # fmt: skip
     for env_id in set(gymnasium.registry) - gym_ids:

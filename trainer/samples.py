@@ -72,7 +72,7 @@ def _turns(episode: Episode) -> list[dict[str, Any]]:
     if not turns:
         raise ValueError(
             f"episode {episode.episode_id} has no token record (metadata['turns']); play it with "
-            "simenv.policies.HF, which records prompt/completion ids and logprobs"
+            "simenv.rollouts.policies.HF, which records prompt/completion ids and logprobs"
         )
     return list(turns)
 
