@@ -327,8 +327,8 @@ def training_samples(
     samples: list[Sample] = []
     for i, (e, a) in enumerate(zip(episodes, adv.values.tolist(), strict=True)):
         per_turn = adv.per_turn[i] if adv.per_turn is not None else None
-        if (a if per_turn is None else any(per_turn)) == 0.0:
-            continue
+        if not (any(per_turn) if per_turn is not None else a):
+            continue  # no advantage on any of its tokens
         for sample in episode_samples(e, i):
             sample.advantage = a
             sample.turn_advantages = per_turn
