@@ -232,6 +232,42 @@ def test_robustness_catches_a_step_that_raises_on_bad_json() -> None:
     assert len(result.reproduction or []) >= 1
 
 
+class NaiveRecord(simenv.Episode):
+    """An episode record written the way it was before records were repaired."""
+
+    def to_json(self) -> str:
+        import json
+
+        line = json.dumps(self.to_dict(), ensure_ascii=False)
+        line.encode("utf-8")  # UnicodeEncodeError on a lone surrogate
+        return line
+
+
+@tool
+def listing(vault: Vault) -> str:
+    """List the vault's files."""
+    return "report-\udcff.txt"  # a non-UTF-8 file name, as os.listdir decodes it
+
+
+class WritesNaively(MultiTurnEnv):
+    def episode(self, policy: dict[str, Any] | None = None) -> simenv.Episode:
+        record = super().episode(policy)
+        return NaiveRecord(**{f.name: getattr(record, f.name) for f in dataclasses.fields(record)})
+
+
+def test_robustness_writes_every_fuzzed_episode() -> None:
+    scenario = sound(tools=[balance, deposit, listing])
+    result = check(scenario, fast=True, only=["robustness"])["robustness"]
+    assert result.status == "pass", result.message
+
+
+def test_robustness_catches_an_episode_that_cannot_be_written() -> None:
+    result = failing(WritesNaively(sound(tools=[balance, deposit, listing])), "robustness")
+    assert "episode record cannot be written" in result.message
+    assert "UnicodeEncodeError" in result.message or "RecursionError" in result.message
+    assert result.reproduction
+
+
 # ----------------------------------------------------------------------------- reward
 def pays_for_nothing(o: Outcome) -> float:
     return 1.0  # the do-nothing agent collects the reward

@@ -10,11 +10,12 @@ import numpy as np
 
 from simenv.checks.episodes import CheckOptions, sample_tasks
 from simenv.checks.report import CheckResult
+from simenv.env import MultiTurnEnv
 from simenv.parsing import format_tool_call
 from simenv.rollouts.policies.base import Conversation
 from simenv.rollouts.policies.scripted import Random, random_value
 from simenv.scenario import Scenario
-from simenv.types import Action
+from simenv.types import Action, Episode
 
 __all__ = ["check_robustness", "garbage"]
 
@@ -28,9 +29,24 @@ _INJECTIONS = (
 )
 
 
+class _Unprintable:
+    """An action object whose ``str()`` and ``repr()`` raise (a broken policy's output)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("this object cannot be shown")
+
+    __repr__ = __str__
+
+
 def garbage(rng: np.random.Generator, tools: list[dict[str, Any]]) -> Action:
-    """One malformed or hostile action (text or dict), drawn from ``rng``."""
-    kind = int(rng.integers(0, 10))
+    r"""One malformed or hostile action (text, dict or a broken object), drawn from ``rng``.
+
+    Besides bad JSON, wrong types, huge and deeply nested payloads and injections, it sends
+    what once broke episode records: lone surrogates (the JSON escape ``"\\ud83d"``, in text
+    and in OpenAI ``tool_calls``), arguments nested past the parse depth bound, many calls in
+    one turn, and an object whose ``str()`` raises.
+    """
+    kind = int(rng.integers(0, 14))
     names = [t["function"]["name"] for t in tools] or ["tool"]
     name = names[int(rng.integers(0, len(names)))]
     junk = _INJECTIONS[int(rng.integers(0, len(_INJECTIONS)))]
@@ -59,6 +75,23 @@ def garbage(rng: np.random.Generator, tools: list[dict[str, Any]]) -> Action:
         return format_tool_call(name, wrong)
     if kind == 8:
         return junk + "<tool_call>" * int(rng.integers(1, 5))
+    if kind == 10:
+        escape = "\\ud83d" * int(rng.integers(1, 4))
+        text = f'<tool_call>{{"name": "{name}", "arguments": {{"q": "{escape}"}}}}</tool_call>'
+        return text if rng.random() < 0.5 else {"role": "assistant", "content": "\ud800" + text}
+    if kind == 11:
+        depth = int(rng.integers(100, 1500))
+        deep = '{"a": ' * depth + "0" + "}" * depth
+        call = {"id": "c", "function": {"name": name, "arguments": f'{{"x": {deep}}}'}}
+        return {"role": "assistant", "content": None, "tool_calls": [call]}
+    if kind == 12:
+        calls = [
+            {"id": f"c{i}", "function": {"name": name, "arguments": '{"q": "\\udfff"}'}}
+            for i in range(int(rng.integers(2, 64)))
+        ]
+        return {"role": "assistant", "content": "", "tool_calls": calls}
+    if kind == 13:
+        return _Unprintable()  # type: ignore[return-value]
     return "".join(chr(int(c)) for c in rng.integers(1, 0x2FFF, size=int(rng.integers(0, 300))))
 
 
@@ -78,10 +111,11 @@ def _reaches_agent(observation: list[Any]) -> str | None:
 def check_robustness(scenario: Scenario, options: CheckOptions) -> CheckResult:
     """Thousands of random and malformed actions: nothing raises, every error reaches the agent.
 
-    Sends bad JSON, unknown tools, wrong types, huge and deeply nested payloads, unicode and
-    prompt-like injections. Fails on an exception out of ``step``, on a call left unanswered,
-    and on an episode the environment marks invalid (a tool that crashed on bad input instead of
-    raising ``ToolError``).
+    Sends bad JSON, unknown tools, wrong types, huge and deeply nested payloads, unicode, lone
+    surrogates and prompt-like injections (:func:`garbage`). Fails on an exception out of
+    ``step``, on a call left unanswered, on an episode the environment marks invalid (a tool
+    that crashed on bad input instead of raising ``ToolError``), and on a finished episode
+    whose record cannot be written and read back (``Episode.to_json`` / ``from_json``).
     """
     rng = np.random.default_rng(options.seed)
     tasks = sample_tasks(scenario, options)
@@ -126,6 +160,9 @@ def check_robustness(scenario: Scenario, options: CheckOptions) -> CheckResult:
                 conversation.messages.extend(observation)
                 if terminated:
                     break
+            problem = _unwritable(env)
+            if problem:
+                return CheckResult("robustness", "fail", problem, task.id, seed, actions)
     finally:
         env.close()
     return CheckResult(
@@ -140,6 +177,21 @@ def check_robustness(scenario: Scenario, options: CheckOptions) -> CheckResult:
         ),
         details={"steps": steps, "episodes": episodes},
     )
+
+
+def _unwritable(env: MultiTurnEnv) -> str | None:
+    """Why the current episode's record cannot be written and read back, or None."""
+    try:
+        line = env.episode().to_json()
+        back = Episode.from_json(line)  # what `simenv run --resume` and the viewer read
+    except Exception as exc:
+        return (
+            f"the episode record cannot be written ({type(exc).__name__}: {exc}); a run "
+            "would stop here and stop again on resume"
+        )
+    if json.loads(back.to_json()) != json.loads(line):
+        return "the episode record does not read back as the same episode"
+    return None
 
 
 def _fails(
