@@ -172,7 +172,11 @@ def main() -> int:
     sections.append(table("SIGKILL and resume of `simenv run`", rows))
 
     body = "\n\n".join(sections)
-    body += f"\n\nMeasured with `python bench/adversarial_runs.py` on {machine()}."
+    body += (
+        f"\n\nMeasured with `python bench/adversarial_runs.py{' --docker' if args.docker else ''}`"
+        f" on {machine()}. Seconds are wall time (other load on the machine stretches them); "
+        "the counts do not depend on load."
+    )
     print(body)
     if args.write:
         text = DOC.read_text()
