@@ -1,9 +1,10 @@
 """The Docker pattern: hardened per-episode containers, the warm pool, and attacks on both.
 
 Every test here runs against a real engine (marker ``simenv_docker``): they skip, saying why,
-when none can be reached, and fail instead when ``SIMENV_REQUIRE_DOCKER=1`` (as in CI). Each
-adversarial test checks that the attack is contained with a clear error AND that the container
-(or, once it is gone, the pool) still works afterwards.
+when none can be reached, and fail instead when ``SIMENV_REQUIRE_DOCKER=1`` (as in CI, where any
+skip fails the run anyway: tests/ci_skips.py). Each adversarial test checks that the attack is
+contained with a clear error AND that the container (or, once it is gone, the pool) still works
+afterwards.
 """
 
 from __future__ import annotations

@@ -168,8 +168,7 @@ def test_time_limit_ends_slow_episodes_scored() -> None:
 
 
 def test_ray_backend_gives_the_same_episodes_as_local() -> None:
-    pytest.importorskip("ray", reason="the ray extra is not installed")
-    from simenv.rollouts.ray import RayPool
+    from simenv.rollouts.ray import RayPool  # ray: a dependency of the dev install
 
     scenario = simenv.load_scenario(SCENARIO)
     jobs = plan_jobs(scenario, split="eval", samples=2, limit=10)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -18,7 +19,6 @@ from simenv.cli.evaluate import register
 from simenv.evaluation.metrics import summarize
 from simenv.evaluation.tracking import MLflowLogger, metric_name
 
-mlflow = pytest.importorskip("mlflow")
 # MLflow warns about its own type hints when it sets up tracing; under `-W error` it would
 # swallow the error and hand out no-op spans (the logger then raises, see test below).
 pytestmark = pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
