@@ -147,13 +147,31 @@ def test_container_is_created_hardened(box: Box) -> None:
     assert inside.stdout.split() == ["1000", "CapEff:", "0000000000000000", "NoNewPrivs:", "1"]
 
 
+def _exec_events(container_id: str, since: int) -> list[str]:
+    """The engine's ``exec_*`` events for the container from ``since`` until now."""
+    until = int(time.time()) + 1  # the events call returns once the engine's clock reaches it
+    events = _client().api.events(
+        since=since, until=until, filters={"container": container_id}, decode=True
+    )
+    return [e["Action"] for e in events if str(e.get("Action", "")).startswith("exec_")]
+
+
 def test_a_tool_call_is_a_round_trip_not_an_exec(box: Box) -> None:
+    # The mechanism, not a time: the engine records every `docker exec` (exec_create, then
+    # exec_start and exec_die). File tools and commands go to the container's PID 1 over its
+    # attached streams, so the engine sees no exec at all.
+    since = int(time.time()) - 1
     box.read_file("seed.txt")
-    start = time.perf_counter()
-    for _ in range(20):
-        box.read_file("seed.txt")
-    # No timing assertion (tests never assert on timings): this documents the path taken.
-    assert (time.perf_counter() - start) / 20 < 1.0
+    box.write_files({"note.txt": "hi"})
+    assert box.list_files() and box.exec("echo hi").stdout == "hi\n"
+    assert box.run_python("print(1 + 1)").stdout == "2\n"
+    assert _exec_events(box.container_id, since) == []
+    processes = _client().api.top(box.container_id)["Processes"]
+    assert len(processes) == 1, processes  # the runner alone: nothing was left running
+    # The control: one real `docker exec` shows in the same query.
+    created = _client().api.exec_create(box.container_id, ["true"])
+    _client().api.exec_start(created["Id"])
+    assert "exec_create" in " ".join(_exec_events(box.container_id, since))
 
 
 # ----------------------------------------------------------------------------- attacks
