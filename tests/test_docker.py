@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import socket
+import subprocess
+import sys
 import tarfile
 import time
 import uuid
@@ -421,6 +424,35 @@ def test_reap_removes_what_dead_runs_left_and_keeps_live_ones() -> None:
         _assert_usable(mine)
         assert other_host in reap(run="test-reap")
         assert not client.api.containers(all=True, filters={"label": "simenv.run=test-reap"})
+    finally:
+        mine.close()
+        reap(run="test-reap")
+
+
+def _simenv(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "simenv.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_simenv_docker_reap_from_the_command_line() -> None:
+    dead = _leftover(f"{socket.gethostname()}:999999:1")
+    other_host = _leftover("some-other-host:1:1")
+    mine = Box()  # owned by this (live) process: a reap from another process keeps it
+    mine.setup(np.random.default_rng(0), TASK)
+    client = _client()
+
+    def exists(container_id: str) -> bool:
+        return bool(client.api.containers(all=True, filters={"id": container_id}))
+
+    try:
+        done = _simenv("docker", "reap")
+        assert done.returncode == 0, done.stderr
+        assert re.fullmatch(r"removed [1-9]\d* containers?\n", done.stdout), done.stdout
+        assert not exists(dead) and exists(other_host) and exists(mine.container_id)
+        _assert_usable(mine)
+        done = _simenv("docker", "reap", "--run", "test-reap")
+        assert (done.returncode, done.stdout) == (0, "removed 1 container\n")
+        assert not exists(other_host)
     finally:
         mine.close()
         reap(run="test-reap")
