@@ -1,4 +1,8 @@
-"""Shared fixtures: the Shelf scenario, its environment, a private registry, the Docker image."""
+"""Shared fixtures (the Shelf scenario, its environment, a private registry, the Docker image).
+
+Also loads the CI rule of tests/ci_skips.py: under ``CI=true`` a skipped test that its
+``ALLOWED_SKIPS`` does not name fails the run.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,13 @@ from typing import Any
 
 import gymnasium
 import pytest
+from ci_skips import pytest_configure
 from helpers import make_scenario
 
 import simenv
 from simenv import registration
+
+__all__ = ["pytest_configure"]  # the CI skip rule (tests/ci_skips.py)
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ import random
 from typing import Any
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from trainer.advantages import (  # noqa: E402
+from trainer.advantages import (
     ESTIMATORS,
     PARAMS,
     PER_TURN,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -128,3 +130,78 @@ def test_bad_docker_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nsimenv_docker = sometimes\n")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+# ----------------------------------------------------------------------------- Docker modes
+DOCKER_TEST = """
+import pytest
+
+@pytest.mark.simenv_docker
+def test_needs_docker():
+    pass
+
+def test_plain():
+    pass
+"""
+
+
+@pytest.fixture
+def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
+    """``DOCKER_HOST`` points at a socket nobody listens on (the probe is cached: cleared)."""
+    from simenv.testing import plugin
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-engine.sock'}")
+    monkeypatch.delenv("SIMENV_REQUIRE_DOCKER", raising=False)
+    plugin._docker_available.cache_clear()
+    yield
+    plugin._docker_available.cache_clear()
+
+
+@pytest.mark.usefixtures("no_engine")
+def test_auto_skips_docker_tests_without_an_engine(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(DOCKER_TEST)
+    result = pytester.runpytest("-rs")  # auto is the default
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["simenv: seed=0, docker=absent (auto)", "*no Docker engine could be reached*"]
+    )
+
+
+@pytest.mark.usefixtures("no_engine")
+def test_require_fails_docker_tests_without_an_engine(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(DOCKER_TEST)
+    result = pytester.runpytest("--simenv-docker=require")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*--simenv-docker=require but no Docker engine*"])
+
+
+@pytest.mark.usefixtures("no_engine")
+def test_simenv_require_docker_turns_auto_into_require(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIMENV_REQUIRE_DOCKER", "1")
+    pytester.makepyfile(DOCKER_TEST)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["simenv: seed=0, docker=absent (require)", "*--simenv-docker=require but no Docker*"]
+    )
+    # An explicit choice still wins over the environment variable.
+    result = pytester.runpytest("--simenv-docker=skip")
+    result.assert_outcomes(passed=1, skipped=1)
+
+
+def test_auto_and_require_run_docker_tests_with_an_engine(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simenv.testing import plugin
+
+    monkeypatch.delenv("SIMENV_REQUIRE_DOCKER", raising=False)
+    plugin._docker_available.cache_clear()
+    if not plugin._docker_available():
+        pytest.fail("this test needs the Docker engine that CI starts (.ci/run)")
+    pytester.makepyfile(DOCKER_TEST)
+    for mode in ("auto", "require"):
+        result = pytester.runpytest(f"--simenv-docker={mode}")
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines([f"simenv: seed=0, docker=available ({mode})"])

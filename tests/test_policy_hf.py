@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+import transformers  # noqa: F401 - the HF policy of every test here
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-import simenv  # noqa: E402
-from simenv.rollouts import Job, run  # noqa: E402
-from simenv.rollouts.policies import HF, from_string  # noqa: E402
-from simenv.rollouts.policies.base import Conversation  # noqa: E402
-from trainer.models import build_tiny  # noqa: E402
+import simenv
+from simenv.rollouts import Job, run
+from simenv.rollouts.policies import HF, from_string
+from simenv.rollouts.policies.base import Conversation
+from trainer.models import build_tiny
 
 SCENARIO = "support/Refunds-v1"
 

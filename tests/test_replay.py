@@ -487,3 +487,22 @@ def test_record_and_coverage_commands(tmp_path: Path) -> None:
     write_cassette(tmp_path / "prices.json", [("price", {"sku": "A-1"}, 30)])
     result = runner.invoke(replay_app, ["coverage", str(scenario_file)])
     assert result.exit_code == 1 and 'price({"sku":"B-2"})  (tool price, task B-2)' in result.output
+
+
+def test_record_keep_refreshes_what_the_oracle_calls_and_keeps_the_rest(tmp_path: Path) -> None:
+    scenario_file = tmp_path / "prices.py"
+    scenario_file.write_text(SCENARIO_FILE)
+    cassette = tmp_path / "prices.json"
+    write_cassette(cassette, [("price", {"sku": "A-1"}, 99), ("price", {"sku": "Z-9"}, 1)])
+
+    def recorded() -> dict[str, Any]:
+        entries = json.loads(cassette.read_text())["entries"]
+        return {e["arguments"]["sku"]: e["response"] for e in entries}
+
+    runner = CliRunner()
+    result = runner.invoke(replay_app, ["record", str(scenario_file), "--keep"])
+    assert result.exit_code == 0, result.output
+    assert recorded() == {"A-1": 30, "B-2": 45, "Z-9": 1}  # stale A-1 refreshed, Z-9 kept
+    result = runner.invoke(replay_app, ["record", str(scenario_file)])
+    assert result.exit_code == 0, result.output
+    assert recorded() == {"A-1": 30, "B-2": 45}  # without --keep, unused entries are dropped

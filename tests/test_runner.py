@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -168,8 +169,7 @@ def test_time_limit_ends_slow_episodes_scored() -> None:
 
 
 def test_ray_backend_gives_the_same_episodes_as_local() -> None:
-    pytest.importorskip("ray", reason="the ray extra is not installed")
-    from simenv.rollouts.ray import RayPool
+    from simenv.rollouts.ray import RayPool  # ray: a dependency of the dev install
 
     scenario = simenv.load_scenario(SCENARIO)
     jobs = plan_jobs(scenario, split="eval", samples=2, limit=10)
@@ -181,3 +181,20 @@ def test_ray_backend_gives_the_same_episodes_as_local() -> None:
             assert [comparable(e) for e in remote] == [comparable(e) for e in local]
     finally:
         pool.close()
+
+
+def test_simenv_run_backend_ray_from_the_command_line(tmp_path: Path) -> None:
+    # A real local Ray cluster, started by the command in its own process (ray.init).
+    outputs = {}
+    for backend in ("ray", "local"):
+        outputs[backend] = tmp_path / f"{backend}.jsonl"
+        args = [sys.executable, "-m", "simenv.cli", "run", SCENARIO, "-n", "4", "-p", "oracle",
+                "-p", "random", "--backend", backend, "--out", str(outputs[backend]),
+                "--json"]  # fmt: skip
+        done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        rows = {row["policy"]: row for row in json.loads(done.stdout)["policies"]}
+        assert rows["oracle"]["mean_reward"] == 1.0 and rows["oracle"]["episodes"] == 4
+    on_ray, local = (list(read_episodes(outputs[b])) for b in ("ray", "local"))
+    assert len(on_ray) == 8
+    assert [comparable(e) for e in on_ray] == [comparable(e) for e in local]

@@ -18,15 +18,31 @@ BUNDLED = sorted(i for i in simenv.registry() if simenv.spec(i).source.startswit
 
 def test_bundled_scenarios_are_registered() -> None:
     assert "support/Refunds-v1" in BUNDLED
+    assert {"support/Refunds-v1", "code/Repair-v1"} <= set(SEEDED)
 
 
-@pytest.fixture(params=BUNDLED)
-def scenario(request: pytest.FixtureRequest) -> simenv.Scenario:
-    loaded = simenv.load_scenario(request.param)
+SEEDED = [
+    i for i in BUNDLED if (s := simenv.load_scenario(i)).random_state and s.sandbox is not None
+]
+"""The bundled scenarios whose starting state varies with the seed (the others fix it)."""
+
+
+def _load(request: pytest.FixtureRequest, scenario_id: str) -> simenv.Scenario:
+    loaded = simenv.load_scenario(scenario_id)
     sandbox = loaded.sandbox
     if isinstance(sandbox, type) and issubclass(sandbox, DockerSandbox):
         request.getfixturevalue("base_image")  # skips without an engine (fails in CI)
     return loaded
+
+
+@pytest.fixture(params=BUNDLED)
+def scenario(request: pytest.FixtureRequest) -> simenv.Scenario:
+    return _load(request, request.param)
+
+
+@pytest.fixture(params=SEEDED)
+def seeded_scenario(request: pytest.FixtureRequest) -> simenv.Scenario:
+    return _load(request, request.param)
 
 
 def test_check_env_passes(scenario: simenv.Scenario) -> None:
@@ -81,9 +97,8 @@ def test_same_seed_same_episode(scenario: simenv.Scenario) -> None:
         assert first == second
 
 
-def test_different_seeds_give_different_states(scenario: simenv.Scenario) -> None:
-    if not scenario.random_state or scenario.sandbox is None:
-        pytest.skip("the scenario declares a fixed starting state")
+def test_different_seeds_give_different_states(seeded_scenario: simenv.Scenario) -> None:
+    scenario = seeded_scenario
     env = simenv.make(scenario)
     task = scenario.tasks[0].id
     hashes = set()

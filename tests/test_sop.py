@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -496,3 +499,99 @@ def test_simenv_eval_shows_the_sop_metrics(tmp_path: Path) -> None:
     assert runs["oracle"]["metrics"]["sop/field_accuracy/decision"] == 1.0
     assert runs["null"]["metrics"]["sop/task_success"] == 0.0
     assert runs["null"]["metrics"]["sop/execution_completion"] == 0.0
+
+
+# ----------------------------------------------------------------------------- the CLI, for real
+def _simenv(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """``simenv ARGS`` in a new process, with ``SIMENV_HOME=home``."""
+    env = {**os.environ, "SIMENV_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "simenv.cli", *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+
+
+def test_an_imported_id_is_found_by_a_new_process(folder: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    imported = _simenv("import", "sop", str(folder), "--id", "acme/Intake-v3", home=home)
+    assert imported.returncode == 0, imported.stderr
+    assert (
+        "imported acme/Intake-v3" in imported.stdout and "oracle 1.0 and null 0" in imported.stdout
+    )
+    ran = _simenv("run", "acme/Intake-v3", "-p", "oracle", "-p", "null", "--json", home=home)
+    assert ran.returncode == 0, ran.stderr
+    summary = json.loads(ran.stdout)
+    assert summary["scenario_id"] == "acme/Intake-v3"
+    rewards = {row["policy"]: row["mean_reward"] for row in summary["policies"]}
+    assert rewards == {"oracle": 1.0, "null": 0.0}
+    checked = _simenv("check", "acme/Intake-v3", "--fast", "--only", "reward", home=home)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    unknown = _simenv("run", "acme/Intake-v3", home=tmp_path / "other-home")
+    assert unknown.returncode == 2 and "acme/Intake-v3" in unknown.stderr  # the id lives in home
+
+
+def test_an_sop_folder_is_a_scenario_id(folder: Path, home: Path) -> None:
+    from simenv.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(folder), "-p", "oracle", "-p", "null", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["scenario_id"] == "intake/Triage-v1"  # the id of its simenv.yaml
+    assert [row["mean_reward"] for row in summary["policies"]] == [1.0, 0.0]
+    result = runner.invoke(app, ["check", str(folder), "--fast", "--only", "reward", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["results"][0]["status"] == "pass"
+    assert not (home / "sop_imports.json").exists()  # a path is used, not imported
+
+
+# ----------------------------------------------------------------------------- many output fields
+def write_fields_folder(root: Path, fields: int, rows: int = 4) -> Path:
+    """An SOP folder whose decision has ``fields`` output fields (each earns 1/fields)."""
+    root.mkdir(parents=True)
+    (root / "sop.txt").write_text(
+        "Record Review - Standard Operating Procedure\n\n1. Call getRecord with the record "
+        "id.\n2. Report every field it returns, each under its own name, as returned.\n"
+    )
+    returned = [f"value_{k}" for k in range(fields)]
+    outputs = [f"field_{k}" for k in range(fields)]
+    spec = {"type": "object", "properties": {"recordId": {"type": "string"}}}
+    (root / "toolspecs.json").write_text(
+        json.dumps([{"toolSpec": {"name": "getRecord", "description": "Get a record.",
+                                  "inputSchema": {"json": spec}}}])
+    )  # fmt: skip
+    (root / "metadata.json").write_text(
+        json.dumps({"input_columns": ["record_id"], "output_columns": outputs})
+    )
+    with (root / "test_set_with_outputs.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["record_id", *returned, *outputs])
+        for i in range(rows):
+            values = [f"V{i}-{k}" for k in range(fields)]
+            writer.writerow([f"R-{i}", *values, *values])
+    (root / "simenv.yaml").write_text(
+        f"id: test/Fields{fields}-v1\ntask_id_column: record_id\nanswer: either\ntools:\n"
+        f"  getRecord:\n    keys: {{recordId: record_id}}\n    returns: [{', '.join(returned)}]\n"
+    )
+    return root
+
+
+@pytest.mark.parametrize("fields", [6, 7, 10, 13, 14, 15, 19])
+@pytest.mark.usefixtures("isolated_registry")  # the imported ids are not left registered
+def test_the_oracle_earns_exactly_one_whatever_the_number_of_fields(
+    fields: int, tmp_path: Path, home: Path
+) -> None:
+    # 1/6 summed six times is 0.9999999999999999 in floats: the import used to refuse these.
+    folder = write_fields_folder(tmp_path / f"fields_{fields}", fields)
+    app = typer.Typer()
+    register_cli(app)
+    result = CliRunner().invoke(app, ["import", "sop", str(folder), "--verify"])
+    assert result.exit_code == 0, result.output
+    assert "oracle 1.0 and null 0 on all 4 tasks" in result.output
+    scenario = simenv.load_scenario(f"test/Fields{fields}-v1")
+    env = simenv.make(scenario)
+    for task in scenario.tasks:
+        episode = simenv.rollout(env, Oracle(), seed=0, task_id=task.id)
+        assert episode.reward == 1.0, (task.id, episode.reward, episode.reward_components)
+        assert len(episode.reward_components) == fields
+    env.close()

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typing_extensions import TypedDict
 
+import simenv
 from simenv import Sandbox, ScenarioError, Tool, ToolArgumentError, tool
 from simenv.tools.base import Injectable, format_result, parse_docstring
 
@@ -524,3 +525,114 @@ def test_fast_path_agrees_with_the_schema(arguments: dict[str, Any]) -> None:
         assert schema_ok
         assert values == {"x": 0.0, "flag": False, "s": "", **arguments}
         assert type(values["x"]) is float
+
+
+# ----------------------------------------------------------------------------- property names
+# Names that are also JSON-schema keywords: the pass that strips pydantic's ``title`` metadata
+# once dropped an argument named ``title`` (issue 14). Each must survive wherever it is a name.
+KEYWORD_NAMES = [
+    "title", "type", "description", "default", "properties", "required", "items", "enum",
+    "const", "examples", "format", "anyOf", "allOf", "oneOf", "additionalProperties", "definitions",
+    "defs", "minimum", "pattern", "ref", "not_", "schema", "id", "comment",
+]  # fmt: skip
+
+
+def test_an_argument_named_title_is_shown_to_the_model() -> None:
+    @tool
+    def make_note(title: str, body: str = "") -> str:
+        """Make a note.
+
+        Args:
+            title: The note's title.
+            body: The text.
+        """
+        return title
+
+    parameters = make_note.parameters
+    assert parameters["properties"] == {
+        "title": {"type": "string", "description": "The note's title."},
+        "body": {"type": "string", "description": "The text.", "default": ""},
+    }
+    assert parameters["required"] == ["title"]
+    env = simenv.make(make_scenario(tools=[make_note, submit]))
+    _, info = env.reset(seed=0)
+    shown = next(t for t in info["tools"] if t["function"]["name"] == "make_note")
+    assert list(shown["function"]["parameters"]["properties"]) == ["title", "body"]
+    env.close()
+
+
+@pytest.mark.parametrize("name", KEYWORD_NAMES)
+def test_every_argument_name_survives_in_the_schema(name: str) -> None:
+    namespace: dict[str, Any] = {}
+    exec(  # a function whose argument has this name
+        f"def note({name}: str, other: int = 0) -> str:\n"
+        f'    """Make a note.\n\n    Args:\n        {name}: The {name}.\n'
+        f'        other: Another.\n    """\n    return {name}\n',
+        namespace,
+    )
+    made = tool(namespace["note"])
+    parameters = made.parameters
+    assert list(parameters["properties"]) == [name, "other"]
+    assert parameters["properties"][name] == {"type": "string", "description": f"The {name}."}
+    assert parameters["required"] == [name]
+    META.check_schema(parameters)
+    assert made.validate({name: "x"}) == {name: "x", "other": 0}
+
+
+class Fields(pydantic.BaseModel):
+    """A nested object whose fields are named like schema keywords."""
+
+    title: str
+    type: str
+    description: str = "d"
+    default: int = 0
+    properties: dict[str, str] = pydantic.Field(default_factory=dict)
+    required: bool = False
+    items: list[int] = pydantic.Field(default_factory=list)
+    enum: Literal["a", "b"] = "a"
+
+
+class Titled(TypedDict):
+    title: str
+    properties: str
+
+
+def test_nested_field_names_survive_and_data_keeps_its_keys() -> None:
+    @tool
+    def store(
+        record: Fields, pair: Titled, meta: dict[str, Any] | None = None, label: str = "title"
+    ) -> str:
+        """Store a record.
+
+        Args:
+            record: The record.
+            pair: A pair.
+            meta: Anything.
+            label: A label.
+        """
+        return "ok"
+
+    parameters = store.parameters
+    assert list(parameters["properties"]) == ["record", "pair", "meta", "label"]
+    definitions = parameters["$defs"]
+    assert list(definitions["Fields"]["properties"]) == [
+        "title", "type", "description", "default", "properties", "required", "items", "enum",
+    ]  # fmt: skip
+    assert definitions["Fields"]["required"] == ["title", "type"]
+    assert list(definitions["Titled"]["properties"]) == ["title", "properties"]
+    assert parameters["properties"]["label"]["default"] == "title"  # data is kept as is
+    fields = definitions["Fields"]  # pydantic's title metadata is gone, the names stay
+    assert "title" not in fields and all("title" not in f for f in fields["properties"].values())
+    META.check_schema(parameters)
+    assert store.validate(
+        {"record": {"title": "t", "type": "x"}, "pair": {"title": "a", "properties": "b"}}
+    )
+
+
+def test_schema_tools_keep_every_property_name() -> None:
+    from simenv.tools.base import SchemaTool
+
+    names = [*KEYWORD_NAMES, "$ref", "$defs", "$schema", "$id"]
+    declared = {"type": "object", "properties": {n: {"type": "string"} for n in names}}
+    made = SchemaTool(None, name="lookup", parameters=declared, description="Look up.")
+    assert list(made.schema()["function"]["parameters"]["properties"]) == names

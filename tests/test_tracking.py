@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -18,7 +19,6 @@ from simenv.cli.evaluate import register
 from simenv.evaluation.metrics import summarize
 from simenv.evaluation.tracking import MLflowLogger, metric_name
 
-mlflow = pytest.importorskip("mlflow")
 # MLflow warns about its own type hints when it sets up tracing; under `-W error` it would
 # swallow the error and hand out no-op spans (the logger then raises, see test below).
 pytestmark = pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
@@ -187,3 +187,31 @@ def test_eval_mlflow_logs_a_run_per_policy(store: Path, tmp_path: Path) -> None:
     names = [s.name for s in traces[0].data.spans]
     assert names[0].startswith("episode ") and "get_plan" in names and "route" in names
     assert {t.info.tags["simenv.run"] for t in traces} == {"oracle"}
+
+
+def test_eval_mlflow_compare_logs_the_paired_difference_and_max_traces_caps_traces(
+    store: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    runs = {}
+    for policy in ("oracle", "null"):
+        runs[policy] = tmp_path / f"{policy}.jsonl"
+        args = ["run", "support/Triage-v1", "-p", policy, "-n", "3", "--out", str(runs[policy])]
+        assert runner.invoke(simenv_app, args).exit_code == 0
+    uri = f"sqlite:///{store / 'mlruns.db'}"
+    args = ["eval", str(runs["oracle"]), "--compare", str(runs["null"]), "--mlflow",
+            "--tracking-uri", uri, "--experiment", "compare", "--max-traces", "1"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("compare")
+    (run,) = client.search_runs([experiment.experiment_id])
+    metrics = run.data.metrics
+    assert metrics["compare/episode/reward/difference"] == 1.0  # oracle 1.0 - null 0.0, per task
+    assert (
+        metrics["compare/episode/reward/ci_low"] <= 1.0 <= metrics["compare/episode/reward/ci_high"]
+    )
+    assert metrics["compare/eval/success/difference"] == 1.0
+    mlflow.set_tracking_uri(uri)
+    traces = mlflow.search_traces(run_id=run.info.run_id, return_type="list")
+    assert len(traces) == 1  # of 3 episodes: --max-traces 1

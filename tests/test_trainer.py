@@ -6,19 +6,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+import peft  # noqa: F401 - the LoRA adapters of every test here
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
-
-import simenv  # noqa: E402
-from simenv.rollouts import Job, run  # noqa: E402
-from simenv.rollouts.policies import HF  # noqa: E402
-from simenv.server import make_server  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.models import build_tiny, load, token_logprobs, with_lora  # noqa: E402
-from trainer.samples import collate, episode_samples, is_prefix_preserving  # noqa: E402
-from trainer.train import oracle_episodes, raw_messages, render, sft_samples  # noqa: E402
+import simenv
+from simenv.rollouts import Job, run
+from simenv.rollouts.policies import HF
+from simenv.server import make_server
+from trainer.config import TrainConfig
+from trainer.models import build_tiny, load, token_logprobs, with_lora
+from trainer.samples import collate, episode_samples, is_prefix_preserving
+from trainer.train import oracle_episodes, raw_messages, render, sft_samples
 
 SCENARIO = "support/Triage-v1"
 

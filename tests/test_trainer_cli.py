@@ -15,15 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import peft  # noqa: F401 - the LoRA adapters of every test here
 import pytest
+import torch
+import typer
+from typer.testing import CliRunner, Result
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
-
-import typer  # noqa: E402
-from typer.testing import CliRunner, Result  # noqa: E402
-
-from trainer.config import TrainConfig  # noqa: E402
+from trainer.config import TrainConfig
 
 # The sizes of a tiny run: no warm start, one RL step of 2 tasks x 2 episodes, short turns.
 TINY = ["--steps", "1", "--sft-steps", "0", "--group-size", "2", "--batch-tasks", "2",

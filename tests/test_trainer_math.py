@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from trainer.advantages import ESTIMATORS, dr_grpo, grpo, rloo  # noqa: E402
-from trainer.losses import (  # noqa: E402
+from trainer.advantages import ESTIMATORS, dr_grpo, grpo, rloo
+from trainer.losses import (
     LOSSES,
     cispo,
     importance_sampling,

@@ -15,12 +15,10 @@ from typing import Any
 import pytest
 from helpers import call
 
-torch = pytest.importorskip("torch")
-
-import simenv  # noqa: E402
-from simenv.rollouts.policies.scripted import Scripted  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.train import estimator, reward_batch, training_samples  # noqa: E402
+import simenv
+from simenv.rollouts.policies.scripted import Scripted
+from trainer.config import TrainConfig
+from trainer.train import estimator, reward_batch, training_samples
 
 PLAN, RIGHT = call("get_plan"), call("route", team="billing", priority="high")
 

@@ -1,7 +1,8 @@
 """`simenv view` and the `simenv eval --html` report, driven in a real headless Chromium.
 
 The browser tests need Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them)
-and selenium (the ``dev`` extra); without them they skip and say which is missing.
+and selenium (the ``dev`` extra); without them they skip and say which is missing, and under
+``CI=true`` that skip fails the run (tests/ci_skips.py).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from simenv.checks.episodes import CheckOptions, opened, play, sample_tasks
 from simenv.checks.report import CheckResult
 from simenv.env import MultiTurnEnv
 from simenv.errors import ResetNeeded
+from simenv.registration import make
 from simenv.rollouts.policies.scripted import Oracle, random_value
 from simenv.scenario import Scenario
 from simenv.tools.sandbox import diff_values
@@ -97,11 +98,15 @@ def check_api(scenario: Scenario, options: CheckOptions) -> CheckResult:
         _, _, terminated, truncated, _ = env.step("My final answer.")
         if not terminated or truncated:
             return CheckResult("api", "fail", "an answer without a tool call must terminate")
-        env.close()
-        try:
-            env.close()
-        except Exception as exc:
-            return CheckResult("api", "fail", f"a second close() raised {exc!r}")
+    # Its own environment: `opened` closes the one above again, and a close() that raises on a
+    # second call would turn this check's finding into a crash of the check.
+    closing = make(scenario, env_class=options.env_class)
+    closing.reset(seed=options.seed, options={"task_id": task})
+    closing.close()
+    try:
+        closing.close()
+    except Exception as exc:
+        return CheckResult("api", "fail", f"a second close() raised {exc!r}")
     return CheckResult("api", "pass", "gymnasium check_env and the simenv contract hold")
 
 
@@ -113,14 +118,13 @@ def _schema_problems(name: str, schema: dict[str, Any]) -> list[str]:
     for required in schema.get("required", []):
         if required not in schema["properties"]:
             problems.append(f"{name}: required {required!r} is not a property")
-    try:
-        import jsonschema
-    except ImportError:
-        return problems
+    import jsonschema  # a dependency of simenv; imported here to keep `import simenv.checks` fast
+
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
-        problems.append(f"{name}: not valid JSON Schema: {exc.message}")
+        where = "/".join(str(p) for p in exc.absolute_path) or "the top level"
+        problems.append(f"{name}: not valid JSON Schema (at {where}): {exc.message}")
     return problems
 
 
