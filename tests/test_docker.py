@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import socket
 import tarfile
 import time
@@ -269,6 +270,19 @@ def test_output_is_capped(box: Box) -> None:
 def test_a_missing_program_is_the_agents_error(box: Box) -> None:
     with pytest.raises(ToolError, match="could not start 'no-such-program'"):
         box.exec(["no-such-program"])
+
+
+@pytest.mark.parametrize("timeout_s", [math.nan, math.inf, -1.0, 0, 1e12, "soon", None])
+def test_a_time_limit_that_is_not_seconds_is_refused_and_the_channel_lives(
+    box: Box, timeout_s: Any
+) -> None:
+    # Issue 14: a NaN killed the container's channel and 1e12 raised OverflowError.
+    if timeout_s is None:
+        assert box.exec("true", timeout_s=timeout_s).ok  # None: the class default
+        return
+    with pytest.raises(ToolError, match="timeout_s must be a number of seconds above 0"):
+        box.exec("true", timeout_s=timeout_s)
+    _assert_usable(box)
 
 
 # ------------------------------------------------------------------------- what the agent leaves
