@@ -99,6 +99,7 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         self._termination = "unfinished"
         self._valid = True
         self._error: str | None = None
+        self._unscored: str | None = None  # why scoring the agent's final state failed
         self._reward = 0.0  # the outcome reward (the scenario's ``reward``)
         self._turn_rewards: list[float] = []  # the scenario's ``turn_reward``, one per step
         self._components: dict[str, float] = {}
@@ -164,6 +165,7 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         self._needs_reset = False
         self._termination = "unfinished"
         self._valid, self._error = True, None
+        self._unscored = None
         self._reward, self._components, self._evaluation = 0.0, {}, None
         info = {
             "scenario_id": self.scenario.id,
@@ -263,7 +265,10 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         Returns:
             ``(reward, info)``: the outcome reward (the scenario's ``reward``; 0.0 for an
             invalid episode), which is what the last turn earns on top of its turn reward, and
-            the end-of-episode info fields.
+            the end-of-episode info fields. A :class:`~simenv.errors.ToolError` raised while
+            scoring means the agent left a state that cannot be read (e.g. a work dir its
+            tools refuse): the episode stays valid, earns 0.0 and evaluates 0.0, and the
+            error is kept in the episode's ``metadata["unscored"]``.
 
         Raises:
             ScenarioError: The scenario has a ``turn_reward`` and its ``reward`` returns a
@@ -284,9 +289,12 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
             except InfraError as exc:  # scoring needs the environment too (a container)
                 self._valid, self._error = False, str(exc)
                 self._reward, self._components, self._evaluation = 0.0, {}, None
+            except ToolError as exc:  # the agent left a state that cannot be read: its fault
+                self._unscored = str(exc)
+                self._reward, self._components, self._evaluation = 0.0, {}, 0.0
             finally:
                 _close_rebuilt(outcome)
-            if self._valid and self.scenario.turn_reward is not None:
+            if self._valid and self._unscored is None and self.scenario.turn_reward is not None:
                 if not isinstance(raw, Mapping):
                     self._components = {"outcome": self._reward}
                 elif "turns" in self._components:
@@ -394,7 +402,8 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         holding the outcome reward too), exactly; an episode ended before its first turn has
         no step to hold the outcome reward, and its ``reward`` is the outcome reward.
         Its ``metadata`` holds ``sanitized`` (how many strings of the actions had lone
-        surrogates replaced by U+FFFD) when that is not 0.
+        surrogates replaced by U+FFFD) when that is not 0, and ``unscored`` (the
+        ``ToolError`` that scoring the agent's final state raised) when there was one.
         """
         if self._task is None:
             raise ResetNeeded("no episode yet; call reset() first")
@@ -414,8 +423,16 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
             episode_id=self._episode_id,
             scenario_version=self.scenario.version,
             policy=dict(policy or {}),
-            metadata={"sanitized": self._sanitized} if self._sanitized else {},
+            metadata=self._metadata(),
         )
+
+    def _metadata(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = {}
+        if self._sanitized:
+            metadata["sanitized"] = self._sanitized
+        if self._unscored is not None:
+            metadata["unscored"] = self._unscored
+        return metadata
 
     # ------------------------------------------------------------------ internals
     def _end_info(self) -> dict[str, Any]:
@@ -431,7 +448,8 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         """Record the scenario's turn reward of the turn just played on its step.
 
         An ``InfraError``, or a value that is not a finite number, makes the episode invalid
-        (the environment's fault, not the agent's); any other exception ends the episode (a
+        (the environment's fault, not the agent's); a ``ToolError`` (the agent's state cannot
+        be read) leaves this turn's reward at 0.0; any other exception ends the episode (a
         reset is needed) and propagates, as one from the outcome reward does.
         """
         turn_reward = self.scenario.turn_reward
@@ -441,6 +459,9 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
             raw = turn_reward(outcome)
         except InfraError as exc:
             self._valid, self._error = False, str(exc)
+            return
+        except ToolError as exc:  # a state the agent made unreadable: this turn earns 0.0
+            self._unscored = str(exc)
             return
         except BaseException:
             self._needs_reset = True

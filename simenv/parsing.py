@@ -66,6 +66,9 @@ _ONE_CALL = re.compile(
     r"(\{.*?\})\s*\}\s*</tool_call>(.*)",
     re.DOTALL,
 )
+# The name of a call past MAX_CALLS_PER_TURN, read without decoding the rest of its payload.
+_NAME_ONLY = re.compile(r'\s*\{\s*"name"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
+_OVER_LIMIT = f"more than {MAX_CALLS_PER_TURN} tool calls in one turn; this one was not run"
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # A lone surrogate in text, or a JSON escape that may decode to one (a false alarm only costs a
@@ -278,8 +281,13 @@ def _parse_text(text: str, id_prefix: str) -> tuple[str, list[ToolCall], list[st
             break
         pieces.append(text[end:start])
         end = close + len(CLOSE_TAG)
-        payload = text[start + len(OPEN_TAG) : close]
-        call, raw = _call_from_payload(payload, f"{id_prefix}_{len(calls)}")
+        call_id = f"{id_prefix}_{len(calls)}"
+        if len(calls) >= MAX_CALLS_PER_TURN:  # refused unread: no JSON decoding past the limit
+            named = _NAME_ONLY.match(text, start + len(OPEN_TAG), close)
+            calls.append(ToolCall(call_id, named.group(1) if named else "", {}, _OVER_LIMIT))
+            raws.append(None)
+            continue
+        call, raw = _call_from_payload(text[start + len(OPEN_TAG) : close], call_id)
         calls.append(call)
         raws.append(raw)
     pieces.append(text[end:])
@@ -336,6 +344,9 @@ def _parse_openai_calls(raw_calls: Any, id_prefix: str) -> list[ToolCall]:
         if not isinstance(name, str) or not name:
             calls.append(ToolCall(call_id, "", {}, 'the tool call has no "function.name"'))
             continue
+        if i >= MAX_CALLS_PER_TURN:  # refused unread: its arguments are not decoded
+            calls.append(ToolCall(call_id, name, {}, _OVER_LIMIT))
+            continue
         arguments, error = _decode_arguments(function.get("arguments"))
         calls.append(ToolCall(call_id, name, arguments, error))
     return calls
@@ -345,12 +356,7 @@ def _limit(calls: list[ToolCall]) -> list[ToolCall]:
     if len(calls) <= MAX_CALLS_PER_TURN:
         return calls
     over = [
-        ToolCall(
-            c.id,
-            c.name,
-            {},
-            f"more than {MAX_CALLS_PER_TURN} tool calls in one turn; this one was not run",
-        )
+        c if c.error == _OVER_LIMIT else ToolCall(c.id, c.name, {}, _OVER_LIMIT)
         for c in calls[MAX_CALLS_PER_TURN:]
     ]
     return calls[:MAX_CALLS_PER_TURN] + over

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
+import math
 import re
 import socket
 import subprocess
@@ -292,6 +294,106 @@ def test_a_missing_program_is_the_agents_error(box: Box) -> None:
         box.exec(["no-such-program"])
 
 
+@pytest.mark.parametrize("timeout_s", [math.nan, math.inf, -1.0, 0, 1e12, "soon", None])
+def test_a_time_limit_that_is_not_seconds_is_refused_and_the_channel_lives(
+    box: Box, timeout_s: Any
+) -> None:
+    # Issue 14: a NaN killed the container's channel and 1e12 raised OverflowError.
+    if timeout_s is None:
+        assert box.exec("true", timeout_s=timeout_s).ok  # None: the class default
+        return
+    with pytest.raises(ToolError, match="timeout_s must be a number of seconds above 0"):
+        box.exec("true", timeout_s=timeout_s)
+    _assert_usable(box)
+
+
+# ------------------------------------------------------------------------- what the agent leaves
+def _deep(levels: int) -> str:
+    return "/".join(["d"] * levels)
+
+
+def test_a_deep_tree_is_read_listed_snapshotted_and_restored(box: Box) -> None:
+    # Issue 14: 1,200 nested directories made the next file tool raise InfraError (a
+    # RecursionError in the container's server), voiding the episode.
+    deep = _deep(1_200)
+    made = box.exec(f"mkdir -p {deep} && echo bottom > {deep}/f.txt && echo ok", timeout_s=30)
+    assert made.stdout == "ok\n", made
+    assert box.list_files()[f"{deep}/f.txt"] == 7
+    assert box.read_file(f"{deep}/f.txt") == "bottom\n"
+    box.write_file(f"{_deep(1_300)}/g.txt", "deeper")
+    snap = box.snapshot()
+    assert snap["work"][f"{deep}/f.txt"] == "bottom\n"
+    box.restore(snap)  # removes the tree and writes it back, without recursion
+    assert box.read_file(f"{_deep(1_300)}/g.txt") == "deeper"
+    fresh = Box()
+    fresh.setup(np.random.default_rng(0), TASK)
+    try:
+        fresh.restore(snap)
+        assert fresh.state() == box.state()
+    finally:
+        fresh.close()
+    _assert_usable(box)
+
+
+@pytest.mark.parametrize(
+    ("command", "refusal"),
+    [
+        ("mkfifo pipe", None),  # never opened: a FIFO is not part of the state
+        ("truncate -s 4G sparse", "more than the work directory holds"),
+        ("head -c 3000000 /dev/zero > a && for i in 1 2 3 4; do ln a b$i; done", "hard links"),
+        ("echo x > locked && chmod 000 locked && mkdir shut && chmod 000 shut", None),
+        ("for i in $(seq 20000); do echo -n > f$i || break; done 2>/dev/null; ls | wc -l", None),
+    ],
+)
+def test_what_the_agent_leaves_is_a_tool_error_at_worst(
+    box: Box, command: str, refusal: str | None
+) -> None:
+    box.exec(command, timeout_s=30)
+    for read in (box.list_files, box.state, box.snapshot):
+        try:
+            read()
+        except ToolError as exc:  # the agent's doing: never InfraError
+            assert refusal is not None and refusal in str(exc), exc
+        else:
+            assert refusal is None or read.__name__ == "list_files", f"{read.__name__} read it"
+    with pytest.raises(ToolError, match=r"not a regular file|no file"):
+        box.read_file("pipe")
+    box.exec("chmod -R u+rwx . ; rm -rf ./*")
+    _assert_usable(box)
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_escaped_and_kept_exactly(box: Box) -> None:
+    box.exec("printf 'x' > \"$(printf 'bad\\377name')\"; ln -s \"$(printf '\\376')\" link")
+    assert box.list_files()["bad\\xffname"] == 1
+    work = box.state()["work"]
+    assert work["bad\\xffname"] == {"base64": "eA==", "path_base64": "YmFk/25hbWU="}
+    assert work["link"] == {"symlink": "\\xfe", "target_base64": "/g=="}
+    json.dumps(work).encode()  # writable as UTF-8
+    snap, digest = box.snapshot(), box.state_hash()
+    box.exec("rm -f ./*")
+    box.restore(snap)
+    assert box.state_hash() == digest
+    names = box.exec("ls | od -An -c").stdout.split()
+    assert names[:8] == ["b", "a", "d", "377", "n", "a", "m", "e"], names
+
+
+def test_proc_mounts_exposes_only_what_cannot_be_hidden_unprivileged(box: Box) -> None:
+    # /proc/mounts is a link to /proc/self/mounts, one file per process: no fixed path to mask,
+    # and runc refuses mounts over /proc files. What the kernel shows there, read-only: the
+    # overlay root's options (the engine's data root, layer ids) and the source of Docker's
+    # /etc/hostname bind mount. No other host path is mounted; the cgroup namespace is private
+    # and the hostname is not the container id.
+    info = box.exec("cat /proc/self/mountinfo").stdout.splitlines()
+    pseudo = {"proc", "tmpfs", "devpts", "mqueue", "sysfs", "cgroup", "cgroup2", "shm"}
+    from_host = [line.split() for line in info if line.split(" - ")[1].split()[0] not in pseudo]
+    assert sorted((fields[4], fields[5].split(",")[0]) for fields in from_host) == [
+        ("/", "ro"),
+        ("/etc/hostname", "ro"),
+    ], from_host
+    assert all("/docker/" not in line for line in info if " - cgroup" in line)
+    assert box.exec("hostname").stdout == "sandbox\n"
+
+
 # ----------------------------------------------------------------------------- episodes
 class Shell(DockerSandbox):
     memory_mb = 128
@@ -377,6 +479,44 @@ def test_a_timeout_is_a_tool_error_and_the_episode_goes_on() -> None:
     _, reward, *_ = env.step(format_tool_call("shell", {"command": "touch done.txt"}))
     _, reward, terminated, _, info = env.step("Done.")
     assert terminated and info["valid"] and reward == 1.0
+    env.close()
+
+
+def _done_in_state(o: Outcome) -> float:
+    return 1.0 if "done.txt" in o.final.state()["work"] else 0.0
+
+
+STATEFUL = dataclasses.replace(
+    SHELL, id="test/ShellState-v1", reward=_done_in_state, evaluate=_done_in_state
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "reward", "unscored"),
+    [
+        (f"mkdir -p {_deep(1_200)} && touch done.txt", 1.0, None),  # issue 14: was invalid
+        ("touch done.txt \"$(printf 'bad\\377name')\"", 1.0, None),
+        ("touch done.txt && truncate -s 4G sparse", 0.0, "more than the work directory holds"),
+    ],
+)
+def test_what_the_agent_leaves_never_voids_its_episode(
+    command: str, reward: float, unscored: str | None
+) -> None:
+    env = simenv.make(STATEFUL)
+    env.reset(seed=0)
+    env.step(format_tool_call("shell", {"command": command}))
+    env.step(format_tool_call("shell", {"command": "ls"}))
+    _, got, terminated, _, info = env.step("Done.")
+    assert terminated and info["valid"] and got == reward, info
+    episode = env.unwrapped.episode()
+    assert episode.valid
+    if unscored is None:
+        assert "unscored" not in episode.metadata
+    else:
+        assert unscored in episode.metadata["unscored"]
+    line = episode.to_json()
+    line.encode()  # writable as UTF-8
+    assert simenv.Episode.from_json(line).reward == reward
     env.close()
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import math
+import time
 from typing import Any
 
 import pytest
@@ -363,6 +366,66 @@ def test_fifty_thousand_openai_calls_parse_in_linear_time() -> None:
     same = [{"id": "x", "function": {"name": "a", "arguments": "{}"}}] * n
     parsed = parse_action({"role": "assistant", "tool_calls": same})
     assert len({c.id for c in parsed.tool_calls}) == n  # every call keeps an id of its own
+
+
+def _cpu_seconds(action: Any) -> float:
+    """The least CPU time of three parses of ``action`` (CPU, not wall: a busy machine).
+
+    The garbage collector is off while it is timed: a full collection walks the whole test
+    session's heap, a cost that has nothing to do with the input's size.
+    """
+    best = math.inf
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            start = time.process_time()
+            parse_action(action)
+            best = min(best, time.process_time() - start)
+    finally:
+        gc.enable()
+    return best
+
+
+def _openai_calls(n: int, same_id: bool) -> dict[str, Any]:
+    calls = [
+        {
+            "id": "x" if same_id else f"c{i}",
+            "type": "function",
+            "function": {"name": "lookup_order", "arguments": f'{{"order_id": "O-{i}"}}'},
+        }
+        for i in range(n)
+    ]
+    return {"role": "assistant", "content": None, "tool_calls": calls}
+
+
+def _text_calls(n: int, same_id: bool) -> str:
+    return "".join(format_tool_call("lookup_order", {"order_id": f"O-{i}"}) for i in range(n))
+
+
+@pytest.mark.parametrize("make", [_openai_calls, _text_calls])
+@pytest.mark.parametrize("same_id", [False, True])
+def test_parsing_time_grows_linearly_with_the_number_of_calls(make: Any, same_id: bool) -> None:
+    # Issue 14: 16,000 OpenAI calls in an 816 KB request took 15 s (a quadratic id check).
+    # Four times the calls must cost well under 16 times the time (linear: about 4).
+    small, large = make(4_000, same_id), make(16_000, same_id)
+    _cpu_seconds(small)  # warm up
+    ratio = _cpu_seconds(large) / max(_cpu_seconds(small), 1e-4)
+    assert ratio < 8, f"4x the calls took {ratio:.1f}x the time: parsing is not linear"
+
+
+def test_calls_past_the_limit_are_refused_without_being_decoded() -> None:
+    over = MAX_CALLS_PER_TURN + 2
+    text = "".join(format_tool_call("a", {"i": i}) for i in range(MAX_CALLS_PER_TURN))
+    text += '<tool_call>{"name": "b", "arguments": {"x": [[[[[[[</tool_call>' * 2
+    action = {"role": "assistant", "tool_calls": [{"function": {"name": "a"}}] * over}
+    action["tool_calls"][-1] = {"function": {"name": "b", "arguments": "{not json"}}
+    for parsed in (parse_action(text), parse_action(action)):
+        assert len(parsed.tool_calls) == over
+        last = parsed.tool_calls[-1]
+        assert last.name == "b" and last.arguments == {} and last.error is not None
+        assert last.error.startswith(f"more than {MAX_CALLS_PER_TURN} tool calls")
+        _check_consistent(parsed)
 
 
 def test_a_made_up_id_for_a_repeated_one_never_collides() -> None:

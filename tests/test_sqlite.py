@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sqlite3
 import subprocess
@@ -522,3 +524,122 @@ def test_state_hash_is_deterministic_across_processes() -> None:
     same_data = sandbox(Ledger)  # equal data reached another way: equal hash
     same_data.execute("UPDATE t SET v = v * 2 WHERE id IN (3, 6, 9, 12, 15, 18)")
     assert same_data.state_hash() == here.state_hash()
+
+
+# ----------------------------------------------------------------------------- time and memory
+_BOUNDED = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    import numpy as np
+    from simenv import Task, ToolError
+    from simenv.tools.sqlite import SQLiteSandbox
+
+    class Big(SQLiteSandbox):
+        schema = "CREATE TABLE t (id INTEGER PRIMARY KEY);"
+        time_limit_s = 1.0
+        def build(self, db, rng):
+            db.exec_driver_sql("INSERT INTO t VALUES (?)", [(i,) for i in range(400)])
+
+    for name, value in json.loads(sys.argv[1]).items():
+        setattr(Big, name, value)
+    box = Big()
+    box.setup(np.random.default_rng(0), Task("t0", "Go."))
+    box.execute("SELECT 1")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    try:
+        box.execute(sys.argv[2])
+        error = None
+    except ToolError as exc:
+        error = str(exc)
+    elapsed = time.monotonic() - start
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    print(json.dumps({"error": error, "s": elapsed, "mib": grown}))
+    """
+)
+
+
+def _bounded(query: str, **attributes: Any) -> dict[str, Any]:
+    """Run one statement in a fresh process: its error, seconds and peak memory growth (MiB)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _BOUNDED, json.dumps(attributes), query],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        # issue 14: ran 6.7 s under a 1 s limit and added 815 MB to the process
+        ("SELECT randomblob(15000000) FROM t", "the longest a value may be here"),
+        ("SELECT randomblob(200000) FROM t", "the result is larger than 4 MiB"),
+        ("SELECT zeroblob(200000) FROM t ORDER BY random()", "memory"),
+        ("SELECT COUNT(*) FROM (SELECT DISTINCT zeroblob(200000) || id FROM t)", "memory"),
+    ],
+)
+def test_a_statement_is_bounded_in_time_and_memory(query: str, says: str) -> None:
+    got = _bounded(query)
+    assert got["error"] is not None and says in got["error"], got
+    assert got["s"] < 1.5, got  # the 1 s limit, held
+    assert got["mib"] < 100, got  # 400 rows of 15 MB / 200 kB values: 6 GB / 80 MB unbounded
+
+
+def test_the_process_wide_heap_limit_is_the_backstop() -> None:
+    # With the statement's own allowance out of reach, SQLite's hard heap limit stops it.
+    got = _bounded(
+        "SELECT zeroblob(200000) FROM t ORDER BY random()",
+        statement_memory_bytes=2**40,
+        heap_limit_bytes=32 * 2**20,
+    )
+    assert got["error"] is not None and "memory" in got["error"], got
+    assert got["mib"] < 64, got
+
+
+def test_long_like_patterns_are_refused() -> None:
+    # SQLite's default allows 50,000 characters: such a pattern against a long value runs for
+    # a minute in one step of its VM, which no time limit can interrupt.
+    long_like = "SELECT printf('%.*c', 200000, 'x') LIKE '%' || printf('%.*c', 40000, 'x') || 'y'"
+    got = _bounded(long_like)
+    assert got["error"] is not None and "LIKE or GLOB pattern" in got["error"], got
+    assert got["s"] < 1.5, got
+
+
+class Spendthrift(Ledger):
+    time_limit_s = 0.2
+    episode_time_limit_s = 0.5
+    episode_growth_bytes = 2**20
+
+
+def test_an_episode_has_a_time_budget_for_all_its_statements() -> None:
+    env = make(Spendthrift)
+    runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT MAX(x) FROM c"
+    start = time.monotonic()
+    texts = [reply(env, runaway) for _ in range(4)]
+    assert time.monotonic() - start < 1.5
+    assert texts[0].startswith("Error: the statement ran longer than 0.2 s")
+    assert "statements may run 0.5 s in all" in texts[2], texts
+    assert "have run for 0.5 s in all" in texts[3], texts
+    assert "have run for 0.5 s in all" in reply(env, "SELECT 1")
+
+
+def test_an_episode_database_may_grow_only_so_much() -> None:
+    env = make(Spendthrift)
+    grow = "INSERT INTO t (v, tag) SELECT 0, zeroblob(20000) FROM t"
+    texts = [reply(env, grow) for _ in range(3)]
+    assert texts[0] == "OK (20 rows changed)"
+    assert any("may grow by at most 1 MiB in an episode" in t for t in texts), texts
+    assert reply(env, "SELECT COUNT(*) FROM t WHERE id = 1").splitlines()[2] == "1"
+    fresh = make(Spendthrift)  # the next episode starts from the template again
+    assert reply(fresh, grow) == "OK (20 rows changed)"
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, 0, 1e12, "1"])
+def test_time_limits_that_are_not_seconds_are_refused_at_setup(value: Any) -> None:
+    broken = type("Broken", (Ledger,), {"time_limit_s": value})
+    with pytest.raises(ScenarioError, match=r"Broken.time_limit_s must be a number of seconds"):
+        sandbox(broken)

@@ -35,11 +35,26 @@ Threat model. What it covers, for code a model writes (careless or adversarial):
 - integrity of the channel: the server is not dumpable, so the agent's processes (same uid)
   cannot ptrace it or open its file descriptors to forge answers, and the kernel's OOM killer
   picks the agent's processes before it;
+- what the agent leaves in its work dir is its own business: the server reads any tree
+  (no recursion: 1,200 nested directories are fine), never opens a FIFO, takes back access
+  the agent removed with ``chmod``, and refuses (a ``ToolError``, never an ``InfraError``) a
+  sparse file or hard links that add up to more than the work dir holds; the work dir holds
+  at most ``work_entries`` inodes. A state the reward cannot read that way scores 0.0 (the
+  episode stays valid). File names that are not UTF-8 are shown escaped (see
+  :class:`DockerSandbox`), so every record stays writable;
 - lifetime: one container per episode, destroyed afterwards; every container carries labels
   (``simenv.managed=1``, its run id, its owner process) so :func:`reap` removes what a crashed
   run left behind; logging is off, so nothing the agent prints reaches the host's disk.
 
 What it does not cover:
+
+- what the kernel shows in ``/proc/self/mounts`` and ``mountinfo`` (``/proc/mounts`` links
+  there; one file per process, so no fixed path to mask, and runc refuses mounts over
+  ``/proc`` files): the overlay root's options (the engine's data root, such as
+  ``/var/lib/docker``, and the image's layer ids) and the source of Docker's
+  ``/etc/hostname`` bind mount (the container's id, the host's block device). Read-only and
+  no way in, but information about the host. The cgroup namespace is private and the
+  hostname is ``sandbox``; gVisor (``runtime = "runsc"``) shows its own mounts instead;
 
 - the kernel is shared: a kernel or container-runtime exploit escapes. For hostile code at
   scale set ``runtime = "runsc"`` (gVisor) or use VM isolation (Kata, Firecracker);

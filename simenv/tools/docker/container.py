@@ -15,6 +15,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import struct
 import threading
@@ -34,13 +35,16 @@ __all__ = [
     "docker_client",
     "encode",
     "owner_alive",
+    "raw_name",
     "remove",
     "run_id",
+    "shown",
 ]
 
 MANAGED_LABEL = "simenv.managed"
 RUNNER_SOURCE_PATH = Path(__file__).with_name("runner.py")
 _HEADER = struct.Struct(">BxxxI")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def docker_client(timeout_s: float = 60.0) -> Any:
@@ -126,6 +130,8 @@ class ContainerSpec:
         pids_limit: Most processes and threads alive at once (fork bombs stop here).
         work_mb: Size of the writable work dir (a tmpfs), the only writable path.
         work_dir: Where the work dir is mounted; also the working directory.
+        work_entries: Most files, directories and links the work dir may hold (its tmpfs's
+            ``nr_inodes``; a hard link counts as one too).
         user: ``uid:gid`` everything runs as (never root).
         runtime: OCI runtime (``None``: the engine's default; ``"runsc"``: gVisor).
     """
@@ -136,6 +142,7 @@ class ContainerSpec:
     pids_limit: int = 64
     work_mb: int = 32
     work_dir: str = "/work"
+    work_entries: int = 16_384
     user: str = "1000:1000"
     runtime: str | None = None
 
@@ -149,7 +156,7 @@ class ContainerSpec:
             tmpfs={
                 self.work_dir: (
                     f"rw,nosuid,nodev,noexec,size={self.work_mb}m,uid={uid},gid={gid or uid},"
-                    "mode=0700"
+                    f"mode=0700,nr_inodes={self.work_entries}"
                 ),
                 "/dev/mqueue": "ro,nosuid,nodev,noexec,size=4k",  # else a writable IPC fs
             },
@@ -164,6 +171,7 @@ class ContainerSpec:
             log_config={"type": "none", "config": {}},
             runtime=self.runtime,
         )
+        host_config["CgroupnsMode"] = "private"  # its own cgroup root, not /docker/<id>
         run_id()
         return {
             "image": self.image,
@@ -171,10 +179,13 @@ class ContainerSpec:
             "stdin_open": True,
             "user": self.user,
             "working_dir": self.work_dir,
+            "hostname": "sandbox",  # not the container id (still in /proc/self/mountinfo)
             "network_disabled": True,
             "environment": {
                 "SIMENV_WORK": self.work_dir,
                 "SIMENV_MEMORY_BYTES": str(self.memory_mb * 1024 * 1024),
+                "SIMENV_WORK_BYTES": str(self.work_mb * 1024 * 1024),
+                "SIMENV_WORK_ENTRIES": str(self.work_entries),
             },
             "labels": {
                 MANAGED_LABEL: "1",
@@ -234,7 +245,7 @@ class Container:
                 raise InfraError(self.dead) from None
         if not answer.get("ok"):
             if answer.get("kind") == "tool":
-                raise ToolError(str(answer.get("error")))
+                raise ToolError(shown(str(answer.get("error"))))
             raise InfraError(
                 f"the server in container {self.id[:12]} failed: {answer.get('error')}"
             )
@@ -343,6 +354,25 @@ def remove(client: Any, container_id: str) -> None:
     # Already gone is fine; anything else (an engine hiccup) is left for reap().
     with contextlib.suppress(Exception):
         client.api.remove_container(container_id, force=True, v=True)
+
+
+def shown(text: str) -> str:
+    r"""``text`` writable as UTF-8: a name that is not UTF-8, as the server sends it.
+
+    The server reads file names with Python's ``surrogateescape`` (byte ``0xff`` becomes
+    ``"\udcff"``), which cannot be encoded. Here each such byte is written ``\xff``, so the
+    text can go into any message or record and still says which bytes the name has.
+    """
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def raw_name(text: str) -> bytes | None:
+    """The bytes of a name that :func:`shown` would change, or ``None`` for a UTF-8 name."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return None
+    return text.encode("utf-8", "surrogateescape")
 
 
 def encode(data: bytes) -> str:

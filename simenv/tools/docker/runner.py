@@ -16,6 +16,12 @@ Requests are ``{"id": n, "op": ..., ...}``; responses ``{"id": n, "ok": true, ..
 - ``write`` / ``read`` / ``list``: files under the work dir (base64 contents);
 - ``snapshot`` / ``restore``: every file and symlink under the work dir, out and back in.
 
+Whatever the agent left in the work dir is read without recursion and within bounds: a tree of
+any depth, a FIFO (never opened, so never waited on), an unreadable mode (the server, as the
+files' owner, gives itself read access back), a sparse file or hard links that add up to more
+than the work dir holds, or more entries than it may hold, are answered with a refusal the
+agent can read (``kind: "tool"``), never a crash of this server.
+
 Hardening of its own: it makes itself non-dumpable (so processes of the same user cannot
 ptrace it or open ``/proc/1/fd`` to forge answers), raises its children's OOM score (the
 kernel kills the child, not the server, when the memory limit is hit), and reaps orphans.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import json
 import os
 import resource
@@ -34,6 +41,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 WORK = os.environ.get("SIMENV_WORK", "/work")
@@ -46,6 +54,8 @@ BASE_ENV = {
     "PYTHONUNBUFFERED": "1",
 }
 MEMORY_BYTES = int(os.environ.get("SIMENV_MEMORY_BYTES", "0"))
+WORK_BYTES = int(os.environ.get("SIMENV_WORK_BYTES", "0")) or 2**62
+MAX_ENTRIES = int(os.environ.get("SIMENV_WORK_ENTRIES", "0")) or 100_000
 
 
 class Refused(Exception):
@@ -223,17 +233,66 @@ def _exec(req: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _makedirs(directory: str) -> None:
+    """``os.makedirs(directory, exist_ok=True)`` without recursion (any depth)."""
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for path in reversed(missing):
+        os.mkdir(path)
+
+
+def _open_file(full: str, relative: str, flags: int) -> int:
+    """An fd of the regular file ``full``: never follows a link, never waits on a FIFO.
+
+    A file the agent made unreadable is opened after giving its owner (this server's user)
+    read and write access back.
+    """
+    flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(full, flags, 0o644)
+    except PermissionError:
+        os.chmod(full, stat.S_IMODE(os.lstat(full).st_mode) | 0o600, follow_symlinks=False)
+        fd = os.open(full, flags, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Refused(f"{relative!r} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
 def _write(req: dict[str, Any]) -> dict[str, Any]:
     for relative, encoded in req["files"].items():
         full = _path(relative)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
+        _makedirs(os.path.dirname(full))
         if os.path.islink(full):
             os.unlink(full)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        fd = os.open(full, flags, 0o644)
+        try:
+            fd = _open_file(full, relative, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # a FIFO, opened without blocking
+                raise Refused(f"{relative!r} is not a regular file") from None
+            raise
         with os.fdopen(fd, "wb") as handle:
             handle.write(base64.b64decode(encoded))
     return {}
+
+
+def _read_file(full: str, relative: str, limit: int) -> bytes:
+    fd = _open_file(full, relative, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as handle:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise Refused(_too_big(relative, size))
+        return handle.read(limit + 1)
+
+
+def _too_big(relative: str, size: int) -> str:
+    return (
+        f"{relative!r} is {size} bytes, more than the work directory holds ({WORK_BYTES}): a "
+        "sparse file or hard links; the work directory cannot be read until it is removed"
+    )
 
 
 def _read(req: dict[str, Any]) -> dict[str, Any]:
@@ -241,44 +300,96 @@ def _read(req: dict[str, Any]) -> dict[str, Any]:
     for relative in req["paths"]:
         full = _path(relative)
         try:
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+            data = _read_file(full, relative, WORK_BYTES)
         except FileNotFoundError:
             raise Refused(f"no file {relative!r} in the work directory") from None
         except OSError as exc:
             raise Refused(f"cannot read {relative!r}: {exc.strerror}") from None
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise Refused(f"{relative!r} is not a regular file")
-            files[relative] = base64.b64encode(handle.read()).decode()
+        files[relative] = base64.b64encode(data).decode()
     return {"files": files}
 
 
+def _scan(directory: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(entries, key=lambda e: e.name)
+    except PermissionError:  # the agent's chmod: its owner takes access back
+        os.chmod(directory, stat.S_IMODE(os.lstat(directory).st_mode) | 0o700)
+        with os.scandir(directory) as entries:
+            return sorted(entries, key=lambda e: e.name)
+
+
+def _entries() -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """``(relative path, entry)`` of everything under the work dir but itself, sorted.
+
+    Depth-first with a stack of its own (a tree of any depth is fine), and at most
+    :data:`MAX_ENTRIES` entries.
+    """
+    count = 0
+    stack = [WORK]
+    prefix = len(WORK) + 1
+    while stack:
+        directory = stack.pop()
+        try:
+            children = _scan(directory)
+        except OSError as exc:
+            where = directory[prefix:] or "."
+            raise Refused(
+                f"cannot read the directory {where[:200]!r} of the work directory: "
+                f"{exc.strerror or exc}; remove or rename it"
+            ) from None
+        below = []
+        for entry in children:
+            count += 1
+            if count > MAX_ENTRIES:
+                raise Refused(
+                    f"the work directory holds more than {MAX_ENTRIES} files and directories; "
+                    "remove some"
+                )
+            if entry.is_dir(follow_symlinks=False):
+                below.append(entry.path)
+            yield entry.path[prefix:], entry
+        stack.extend(reversed(below))
+
+
 def _walk() -> tuple[dict[str, str], dict[str, str]]:
+    """Every regular file (base64) and symlink (its target) under the work dir.
+
+    Other kinds (FIFOs, sockets) are not part of the state and are left alone.
+    """
     files, links = {}, {}
-    for root, dirs, names in os.walk(WORK):
-        dirs.sort()
-        for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-            full = os.path.join(root, name)
-            relative = os.path.relpath(full, WORK)
-            if os.path.islink(full):
-                links[relative] = os.readlink(full)
-                continue
-            try:
-                with open(full, "rb") as handle:
-                    files[relative] = base64.b64encode(handle.read()).decode()
-            except OSError:
-                continue
+    total = 0
+    for relative, entry in _entries():
+        if entry.is_symlink():
+            links[relative] = os.readlink(entry.path)
+        elif entry.is_file(follow_symlinks=False):
+            data = _read_file(entry.path, relative, WORK_BYTES - total)
+            total += len(data)
+            if total > WORK_BYTES:
+                raise Refused(_too_big(relative, total))
+            files[relative] = base64.b64encode(data).decode()
     return files, links
 
 
 def _list(req: dict[str, Any]) -> dict[str, Any]:
-    entries = []
-    for root, dirs, names in os.walk(WORK):
-        dirs.sort()
-        for name in sorted(names):
-            full = os.path.join(root, name)
-            entries.append([os.path.relpath(full, WORK), os.lstat(full).st_size])
+    entries = [
+        [relative, entry.stat(follow_symlinks=False).st_size]
+        for relative, entry in _entries()
+        if not entry.is_dir(follow_symlinks=False)
+    ]
     return {"entries": entries}
+
+
+def _remove_all() -> None:
+    """Empty the work dir, however deep its tree, without recursion."""
+    directories = []
+    for _, entry in _entries():
+        if entry.is_dir(follow_symlinks=False):
+            directories.append(entry.path)
+        else:
+            os.unlink(entry.path)
+    for directory in reversed(directories):  # children come after their parents
+        os.rmdir(directory)
 
 
 def _snapshot(req: dict[str, Any]) -> dict[str, Any]:
@@ -287,18 +398,11 @@ def _snapshot(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def _restore(req: dict[str, Any]) -> dict[str, Any]:
-    for entry in os.listdir(WORK):
-        full = os.path.join(WORK, entry)
-        if os.path.isdir(full) and not os.path.islink(full):
-            import shutil
-
-            shutil.rmtree(full)
-        else:
-            os.unlink(full)
+    _remove_all()
     _write({"files": req["files"]})
     for relative, target in req.get("links", {}).items():
         full = _path(relative)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
+        _makedirs(os.path.dirname(full))
         os.symlink(target, full)
     return {}
 
@@ -343,6 +447,9 @@ def main() -> None:
             result.update(id=ident, ok=True)
         except Refused as exc:
             result = {"id": ident, "ok": False, "kind": "tool", "error": str(exc)}
+        except RecursionError:  # only a shape the agent gave the work dir nests this deep
+            error = "the work directory nests too deep to handle; remove its deepest directories"
+            result = {"id": ident, "ok": False, "kind": "tool", "error": error}
         except OSError as exc:  # a full work dir, a bad name ...: the agent can act on it
             where = os.path.relpath(exc.filename, WORK) if exc.filename else ""
             error = f"{exc.strerror or exc} ({where})" if where else str(exc.strerror or exc)

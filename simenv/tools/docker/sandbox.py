@@ -19,7 +19,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from simenv.errors import InfraError, ToolError
-from simenv.tools.docker.container import Container, ContainerSpec, docker_client, encode
+from simenv.tools.docker.container import (
+    Container,
+    ContainerSpec,
+    docker_client,
+    encode,
+    raw_name,
+    shown,
+)
 from simenv.tools.docker.image import BASE_IMAGE
 from simenv.tools.docker.pool import ContainerPool, get_pool, live_containers
 from simenv.tools.sandbox import Sandbox
@@ -120,8 +127,16 @@ def _decode(files: Mapping[str, str]) -> dict[str, bytes]:
     return {path: base64.b64decode(data) for path, data in files.items()}
 
 
+def _name(value: Mapping[str, str], key: str, default: str) -> str:
+    """The exact name a state entry keeps under ``key`` (as the server reads names)."""
+    raw = value.get(key)
+    if raw is None:
+        return default
+    return base64.b64decode(raw).decode("utf-8", "surrogateescape")
+
+
 class DockerSandbox(Sandbox):
-    """A container per episode: its work dir is the state, ``exec`` runs things in it.
+    r"""A container per episode: its work dir is the state, ``exec`` runs things in it.
 
     Configure with class attributes (each set of values gets its own warm pool):
 
@@ -132,6 +147,7 @@ class DockerSandbox(Sandbox):
         pids_limit: Most processes alive at once.
         work_mb: Size of the work dir, the only writable path.
         work_dir: Where the work dir is (also the working directory of every command).
+        work_entries: Most files, directories and links the work dir may hold.
         exec_timeout_s: Default time limit of :meth:`exec`.
         output_limit_bytes: Output kept per stream and call.
         pool_size: Warm containers kept ready.
@@ -142,6 +158,12 @@ class DockerSandbox(Sandbox):
     other per-episode facts in attributes: public ones are part of the state, private ones
     (``_name``) are not. The state is those attributes plus ``work``: every file of the work
     dir (text, ``{"base64": ...}`` for binary files, ``{"symlink": target}`` for links).
+
+    File names that are not UTF-8 (the agent's code can make them) are shown with each bad
+    byte written ``\xNN`` (:func:`~simenv.tools.docker.container.shown`), in
+    :meth:`list_files`, the state and tool errors, so every record stays writable; the state
+    keeps their exact bytes too (``"path_base64"``, and ``"target_base64"`` for a link's
+    target), so :meth:`restore` brings them back. The file tools address UTF-8 names only.
     """
 
     image: ClassVar[str] = BASE_IMAGE
@@ -150,6 +172,7 @@ class DockerSandbox(Sandbox):
     pids_limit: ClassVar[int] = 64
     work_mb: ClassVar[int] = 32
     work_dir: ClassVar[str] = "/work"
+    work_entries: ClassVar[int] = 16_384
     exec_timeout_s: ClassVar[float] = 10.0
     output_limit_bytes: ClassVar[int] = 64 * 1024
     pool_size: ClassVar[int] = 2
@@ -170,6 +193,7 @@ class DockerSandbox(Sandbox):
             pids_limit=cls.pids_limit,
             work_mb=cls.work_mb,
             work_dir=cls.work_dir,
+            work_entries=cls.work_entries,
             runtime=cls.runtime,
         )
 
@@ -319,7 +343,7 @@ class DockerSandbox(Sandbox):
     def list_files(self) -> dict[str, int]:
         """Every file of the work dir (relative path -> size in bytes), sorted."""
         answer = self._live().request("list")
-        return {path: int(size) for path, size in answer["entries"]}
+        return dict(sorted((shown(path), int(size)) for path, size in answer["entries"]))
 
     def put_archive(self, data: bytes) -> None:
         """Unpack a tar archive into the work dir (regular files and directories only).
@@ -361,13 +385,22 @@ class DockerSandbox(Sandbox):
         answer = self._live().request("snapshot")
         out: dict[str, Any] = {}
         for path, data in sorted(_decode(answer["files"]).items()):
+            raw = raw_name(path)
+            if raw is not None:
+                out[shown(path)] = {"base64": encode(data), "path_base64": encode(raw)}
+                continue
             try:
                 out[path] = data.decode()
             except UnicodeDecodeError:
                 out[path] = {"base64": encode(data)}
         for path, target in answer["links"].items():
-            out[path] = {"symlink": target}
-        return out
+            link: dict[str, str] = {"symlink": shown(target)}
+            for key, name in (("path_base64", path), ("target_base64", target)):
+                raw = raw_name(name)
+                if raw is not None:
+                    link[key] = encode(raw)
+            out[shown(path)] = link
+        return dict(sorted(out.items()))
 
     def state(self) -> dict[str, Any]:
         """Public attributes plus ``work``, the work dir's files (read from the container)."""
@@ -385,8 +418,10 @@ class DockerSandbox(Sandbox):
         for path, value in snapshot.get("work", {}).items():
             if isinstance(value, str):
                 files[path] = encode(value.encode())
-            elif "symlink" in value:
-                links[path] = value["symlink"]
+                continue
+            path = _name(value, "path_base64", path)
+            if "symlink" in value:
+                links[path] = _name(value, "target_base64", value["symlink"])
             else:
                 files[path] = value["base64"]
         self._live().request("restore", files=files, links=links)

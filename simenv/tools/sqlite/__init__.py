@@ -27,19 +27,31 @@ What it covers:
 - an authorizer that refuses ATTACH / DETACH (so also ``VACUUM INTO`` a file), any database
   but the episode's own, ``load_extension``, every PRAGMA except a list of read-only ones, and,
   in read-only mode, every write;
-- a per-statement time limit (a progress handler): a runaway recursive CTE is stopped and
-  reported to the agent as a :class:`~simenv.errors.ToolError`, and the episode goes on;
-- strings and blobs capped at 16 MiB, results cut at a row limit (and said so), one statement
-  per call, SQL errors turned into messages the agent can act on;
+- bounds on time and memory, each an agent-visible :class:`~simenv.errors.ToolError` when hit
+  (the episode goes on): a time limit per statement and one for all of an episode's
+  statements (a progress handler every 200 VM steps, and a look at the clock between fetched
+  rows); strings and blobs capped at 256 KiB (``SQLITE_LIMIT_LENGTH``) and LIKE / GLOB
+  patterns at 256 characters; a statement's result capped at 4 MiB, counted row by row as it
+  is fetched; SQLite's heap may grow 64 MiB while a statement runs (sorts, DISTINCT, CTEs:
+  watched through ``sqlite3_memory_used`` of the process's SQLite library); the database and
+  its temporary tables may grow 64 MiB per episode (``max_page_count``); and SQLite's hard
+  heap limit for the whole process (2 GiB), the backstop. Each is a class attribute;
+- results cut at a row limit (and said so), one statement per call, SQL errors turned into
+  messages the agent can act on;
 - checks for rewards: :func:`same_result` (result sets as multisets, in order only when the
   gold has a top-level ORDER BY, floats within a tolerance), :func:`state_matches` and the
   sandbox's canonical ``state()`` / ``state_hash()`` / ``diff()`` / ``snapshot()``.
 
 What it does not cover: SQLite runs inside the trainer's process, so this contains a model's
-SQL, not hostile native code; memory is bounded by the time limit and the value cap, not by a
-hard quota; ``random()`` and ``date('now')`` are not seeded, so an agent that calls them makes
-its own episode irreproducible; a template's data must come from ``build``'s ``rng`` (or the
-file) for episodes to be reproducible.
+SQL, not hostile native code. One step of SQLite's VM cannot be interrupted: a single
+function call (``instr`` of two 256 KiB strings, about 0.25 s) or a sort of many small rows
+can run past the time limit by that step's length. The heap watch and the hard heap limit
+count all of the process's SQLite: concurrent episodes share the hard limit (their
+databases included), and a statement's allowance also counts what other threads' statements
+allocate meanwhile; a SQLite linked into Python statically cannot be watched, and then only
+the hard limit applies. ``random()`` and ``date('now')`` are not seeded, so an agent that
+calls them makes its own episode irreproducible; a template's data must come from
+``build``'s ``rng`` (or the file) for episodes to be reproducible.
 
 Modules: :mod:`~simenv.tools.sqlite.sandbox` (the sandbox and the SQL tool),
 :mod:`~simenv.tools.sqlite.guard` (the authorizer and statement clock),

@@ -1,22 +1,88 @@
-"""What the agent's SQL may do: the authorizer and the statement clock of one connection.
+"""What the agent's SQL may do: the authorizer, the statement clock and the memory watch.
 
 :class:`Guard` refuses ATTACH / DETACH (so also ``VACUUM INTO`` a file), any database but the
 episode's own, ``load_extension``, every PRAGMA except a list of read-only ones and, when
-writes are denied, every write; its progress handler stops a statement past its deadline.
+writes are denied, every write; its progress handler stops a statement past its deadline or
+once SQLite's heap has grown past the statement's allowance (:func:`heap_used`, where the
+process's SQLite library can be reached).
 """
 
 from __future__ import annotations
 
+import ctypes
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_VALUE_BYTES", "Guard"]
+__all__ = ["MAX_LIKE_PATTERN", "MAX_VALUE_BYTES", "Guard", "heap_used", "limit_heap"]
 
-MAX_VALUE_BYTES = 16 * 2**20
-"""Longest string or blob a statement may build (``SQLITE_LIMIT_LENGTH``)."""
+MAX_VALUE_BYTES = 256 * 2**10
+"""Default longest string or blob a statement may build or read (``SQLITE_LIMIT_LENGTH``).
 
-_PROGRESS_OPS = 1000  # VM instructions between two looks at the clock
+Small on purpose: SQLite runs one function call (``instr``, ``LIKE``, ``replace``) as one step
+of its VM, which nothing can stop halfway, and such a call costs up to the square of its
+inputs' length: ``instr`` of two 1 MiB strings takes seconds, of two 256 KiB ones a quarter of
+a second."""
+
+MAX_LIKE_PATTERN = 256
+"""Longest ``LIKE`` / ``GLOB`` pattern (``SQLITE_LIMIT_LIKE_PATTERN_LENGTH``; SQLite's default
+is 50,000, and a 40,000-character pattern against a long string runs for a minute)."""
+
+_PROGRESS_OPS = 200  # VM instructions between two looks at the clock and the heap
+_HEAP: list[Callable[[], int] | None] = []  # sqlite3_memory_used of the process's library
+_HEAP_LOCK = threading.Lock()
+
+
+def heap_used() -> Callable[[], int] | None:
+    """SQLite's ``sqlite3_memory_used`` (bytes of heap the library holds), or ``None``.
+
+    Found in the shared library the ``sqlite3`` module is linked with (Linux:
+    ``/proc/self/maps``), and used only if it is the same library (same version). A Python
+    with SQLite linked in statically has none to find: then only the process-wide hard heap
+    limit (:func:`limit_heap`) bounds a statement's memory.
+    """
+    with _HEAP_LOCK:
+        if not _HEAP:
+            _HEAP.append(_find_heap_used())
+        return _HEAP[0]
+
+
+def _find_heap_used() -> Callable[[], int] | None:
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "libsqlite3" in line})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+            library.sqlite3_libversion.restype = ctypes.c_char_p
+            if library.sqlite3_libversion().decode() != sqlite3.sqlite_version:
+                continue
+            used = library.sqlite3_memory_used
+        except (OSError, AttributeError):
+            continue
+        used.restype, used.argtypes = ctypes.c_int64, []
+        return used
+    return None
+
+
+def limit_heap(db: sqlite3.Connection, limit_bytes: int) -> None:
+    """Lower SQLite's process-wide hard heap limit to ``limit_bytes`` (never raise it).
+
+    Past it every allocation of SQLite in this process fails ("out of memory"), the agent's
+    statement with it; a lower limit someone else set is kept.
+    """
+    if limit_bytes <= 0:
+        return
+    with _HEAP_LOCK:
+        (current,) = db.execute("PRAGMA hard_heap_limit").fetchone()
+        if current == 0 or current > limit_bytes:
+            db.execute(f"PRAGMA hard_heap_limit = {int(limit_bytes)}")
+
+
 _A = sqlite3  # authorizer action codes
 _WRITES = frozenset({
     _A.SQLITE_INSERT, _A.SQLITE_UPDATE, _A.SQLITE_DELETE, _A.SQLITE_ALTER_TABLE,
@@ -43,15 +109,44 @@ _DENIED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer"})
 
 
 class Guard:
-    """The authorizer and the statement clock of one connection."""
+    """The authorizer, the statement clock and the memory watch of one connection.
 
-    __slots__ = ("deadline", "denied", "trusted", "writes_denied")
+    Attributes:
+        deadline: ``time.monotonic()`` past which the running statement is stopped (0: none).
+        heap_ceiling: SQLite heap size (:func:`heap_used`) past which it is stopped (0: none).
+        stopped: Why the progress handler stopped the last statement (``"time"`` or
+            ``"memory"``), or ``None``.
+    """
+
+    __slots__ = (
+        "_heap",
+        "deadline",
+        "denied",
+        "heap_ceiling",
+        "stopped",
+        "trusted",
+        "writes_denied",
+    )
 
     def __init__(self, writes_denied: bool) -> None:
         self.writes_denied = writes_denied
         self.deadline = 0.0
+        self.heap_ceiling = 0
         self.trusted = False
         self.denied: str | None = None
+        self.stopped: str | None = None
+        self._heap = heap_used()
+
+    def arm(self, time_limit_s: float, heap_allowance_bytes: int) -> None:
+        """Start the clock and the memory watch of one statement."""
+        self.stopped = None
+        self.deadline = time.monotonic() + time_limit_s
+        heap = self._heap
+        self.heap_ceiling = heap() + heap_allowance_bytes if heap and heap_allowance_bytes else 0
+
+    def disarm(self) -> None:
+        """Stop watching (trusted SQL runs unwatched)."""
+        self.deadline, self.heap_ceiling = 0.0, 0
 
     def install(self, db: sqlite3.Connection) -> None:
         """Make this guard the authorizer and the progress handler of ``db``."""
@@ -96,5 +191,11 @@ class Guard:
         return sqlite3.SQLITE_OK
 
     def over_time(self) -> int:
-        """SQLite's progress handler: non-zero (stop the statement) past the deadline."""
-        return 1 if self.deadline and time.monotonic() > self.deadline else 0
+        """SQLite's progress handler: non-zero (stop the statement) past a bound."""
+        if self.deadline and time.monotonic() > self.deadline:
+            self.stopped = "time"
+            return 1
+        if self.heap_ceiling and self._heap is not None and self._heap() > self.heap_ceiling:
+            self.stopped = "memory"
+            return 1
+        return 0

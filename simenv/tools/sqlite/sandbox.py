@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import sqlite3
 import threading
@@ -23,7 +24,7 @@ import numpy as np
 from simenv.errors import ScenarioError, ToolError
 from simenv.tools.base import Tool, tool
 from simenv.tools.sandbox import Sandbox
-from simenv.tools.sqlite.guard import MAX_VALUE_BYTES, Guard
+from simenv.tools.sqlite.guard import MAX_LIKE_PATTERN, MAX_VALUE_BYTES, Guard, limit_heap
 from simenv.tools.sqlite.results import QueryResult, format_table
 from simenv.types import Task
 
@@ -61,8 +62,23 @@ class SQLiteSandbox(Sandbox):
       milliseconds instead of copied in microseconds; ``max_templates`` are kept).
     - :meth:`customize`: cheap per-episode changes to the fresh copy, before the agent starts.
 
-    And the guards: ``read_only`` (refuse every write), ``time_limit_s`` (per statement),
-    ``row_limit`` (rows shown to the agent), ``max_cell_chars`` (longest value shown).
+    And the guards (each bound that is hit is a :class:`~simenv.errors.ToolError` the agent
+    reads; the episode goes on):
+
+    - ``read_only``: refuse every write;
+    - ``time_limit_s``: per statement, and ``episode_time_limit_s``: all of an episode's
+      statements together (once spent, statements are refused);
+    - ``max_value_bytes``: longest string or blob a statement may build or read;
+    - ``result_limit_bytes``: what the rows a statement returns may hold (counted row by row
+      as they are fetched, so a result is stopped, not built and then measured);
+    - ``statement_memory_bytes``: how much SQLite's heap may grow while a statement runs
+      (sorts, temporary b-trees, materialised CTEs), where the library can be watched
+      (:func:`~simenv.tools.sqlite.guard.heap_used`);
+    - ``episode_growth_bytes``: how much the database (and its temporary tables) may grow in
+      an episode (``max_page_count``);
+    - ``heap_limit_bytes``: SQLite's hard heap limit for the whole process (every episode's
+      database included), the backstop when the heap cannot be watched;
+    - ``row_limit`` (rows shown to the agent), ``max_cell_chars`` (longest value shown).
     """
 
     schema: ClassVar[str | MetaData] = ""
@@ -72,11 +88,18 @@ class SQLiteSandbox(Sandbox):
     max_templates: ClassVar[int] = 16
     read_only: ClassVar[bool] = False
     time_limit_s: ClassVar[float] = 1.0
+    episode_time_limit_s: ClassVar[float] = 30.0
+    max_value_bytes: ClassVar[int] = MAX_VALUE_BYTES
+    result_limit_bytes: ClassVar[int] = 4 * 2**20
+    statement_memory_bytes: ClassVar[int] = 64 * 2**20
+    episode_growth_bytes: ClassVar[int] = 64 * 2**20
+    heap_limit_bytes: ClassVar[int] = 2 * 2**30
     row_limit: ClassVar[int] = 50
     max_cell_chars: ClassVar[int] = 200
     blocking_io = False
 
     _db: sqlite3.Connection | None = None
+    _sql_time_s = 0.0
 
     # ------------------------------------------------------------------ declaring
     def build(self, db: Connection, rng: np.random.Generator) -> None:
@@ -109,6 +132,7 @@ class SQLiteSandbox(Sandbox):
         """Give this episode its own copy of the template, then install the guards."""
         self.close()
         cls = type(self)
+        _check_bounds(cls)
         key = self.template_key(task)
         if cls.per_seed:
             key = (key, int(rng.integers(2**63)))
@@ -121,10 +145,14 @@ class SQLiteSandbox(Sandbox):
             with _BUILD_LOCK:
                 template.source.backup(db)
         db.execute("PRAGMA temp_store = MEMORY")
-        db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+        db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, cls.max_value_bytes)
+        db.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN)
         db.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        limit_heap(db, cls.heap_limit_bytes)
         self._db = db
+        self._sql_time_s = 0.0
         self.customize(db, rng, task)
+        self._cap_growth(db)
         self._guard = Guard(cls.read_only)
         self._guard.install(db)
         with _CACHE_LOCK:
@@ -190,38 +218,108 @@ class SQLiteSandbox(Sandbox):
         if not sql.strip():
             raise ToolError("the query is empty; send one SQL statement, e.g. SELECT 1")
         db, guard = self.db, self._guard
+        left_s = self.episode_time_limit_s - self._sql_time_s
+        if left_s <= 0:
+            raise ToolError(
+                f"this episode's statements have run for {self.episode_time_limit_s:g} s in "
+                "all, its limit; no more SQL runs in this episode: answer with what you have"
+            )
         limit = self.row_limit if max_rows is None else max_rows
         guard.switch(db, writes_denied=read_only or self.read_only, trusted=False)
         guard.denied = None
-        guard.deadline = time.monotonic() + self.time_limit_s
+        statement_s = min(self.time_limit_s, left_s)
+        guard.arm(statement_s, self.statement_memory_bytes)
+        start = time.monotonic()
         cursor = None
         try:
             cursor = db.execute(sql)
-            rows = cursor.fetchall() if limit < 0 else cursor.fetchmany(limit + 1)
+            rows = self._fetch(cursor, limit)
             columns = [d[0] for d in cursor.description or ()]
             changed = cursor.rowcount
-        except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError) as exc:
-            raise ToolError(self._explain(exc)) from None
+        except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError, MemoryError) as exc:
+            raise ToolError(self._explain(exc, statement_s)) from None
         finally:
-            guard.deadline = 0.0
+            guard.disarm()
+            self._sql_time_s += time.monotonic() - start
             if cursor is not None:
                 cursor.close()
         truncated = 0 <= limit < len(rows)
         return QueryResult(columns, rows[:limit] if truncated else rows, truncated, changed)
 
-    def _explain(self, exc: Exception) -> str:
+    def _fetch(self, cursor: sqlite3.Cursor, limit: int) -> list[tuple[Any, ...]]:
+        """Up to ``limit + 1`` rows (every row for -1), within the result and time bounds.
+
+        Row by row, so a result too large is stopped as it grows rather than measured once it
+        is all in memory.
+        """
+        rows: list[tuple[Any, ...]] = []
+        budget, deadline, guard = self.result_limit_bytes, self._guard.deadline, self._guard
+        size = 0
+        wanted = limit + 1 if limit >= 0 else -1
+        while len(rows) != wanted:
+            row = cursor.fetchone()
+            if row is None:
+                break
+            size += sum(len(v) + 16 if type(v) in (str, bytes) else 16 for v in row)
+            if size > budget:
+                raise ToolError(
+                    f"the result is larger than {_mib(budget)} (after {len(rows)} rows) and was "
+                    "stopped; select fewer or shorter columns, or aggregate in SQL"
+                )
+            if time.monotonic() > deadline:
+                guard.stopped = "time"
+                raise sqlite3.OperationalError("interrupted")
+            rows.append(row)
+        return rows
+
+    def _cap_growth(self, db: sqlite3.Connection) -> None:
+        """Let the database and its temporary tables grow by ``episode_growth_bytes`` at most."""
+        for schema in ("main", "temp"):
+            (pages,) = db.execute(f"PRAGMA {schema}.page_count").fetchone()
+            (size,) = db.execute(f"PRAGMA {schema}.page_size").fetchone()
+            most = pages + max(1, self.episode_growth_bytes // size)
+            db.execute(f"PRAGMA {schema}.max_page_count = {most}")
+
+    def _explain(self, exc: Exception, statement_s: float) -> str:
         text = str(exc)
+        if "interrupted" in text and self._guard.stopped == "memory":
+            return (
+                f"the statement needed more than {_mib(self.statement_memory_bytes)} of memory "
+                "(a sort, DISTINCT or GROUP BY over large values, or a large CTE) and was "
+                "stopped; work on fewer rows or shorter values"
+            )
         if "interrupted" in text:
+            if statement_s < self.time_limit_s:
+                return (
+                    f"the statement was stopped after {statement_s:.3g} s: this episode's "
+                    f"statements may run {self.episode_time_limit_s:g} s in all, and that is "
+                    "now spent; answer with what you have"
+                )
             return (
                 f"the statement ran longer than {self.time_limit_s:g} s and was stopped; add a "
                 "WHERE or LIMIT, or give a recursive CTE a condition that ends it"
             )
+        if isinstance(exc, MemoryError) or "out of memory" in text:
+            return (
+                "the statement ran out of the memory SQLite may use in this process and was "
+                "stopped; work on fewer rows or shorter values"
+            )
+        if "database or disk is full" in text:
+            return (
+                f"the database may grow by at most {_mib(self.episode_growth_bytes)} in an "
+                "episode, and this statement would pass that; write less, or delete rows first"
+            )
+        if "LIKE or GLOB pattern too complex" in text:
+            return f"a LIKE or GLOB pattern may be at most {MAX_LIKE_PATTERN} characters long"
         if "not authorized" in text or "authorization denied" in text:
             return f"not allowed here: {self._guard.denied or text}"
         if "one statement at a time" in text:
             return "send one SQL statement per call (this one has several)"
         if "too big" in text:
-            return f"a value would exceed {MAX_VALUE_BYTES // 2**20} MiB; build smaller values"
+            return (
+                f"a string or blob would exceed {_mib(self.max_value_bytes)}, the longest a "
+                "value may be here; build smaller values"
+            )
         if "no such table" in text:
             names = ", ".join(t for t in self._table_names()) or "(none)"
             return f"SQL error: {text}; the tables are: {names}"
@@ -302,6 +400,7 @@ class SQLiteSandbox(Sandbox):
                 db.deserialize(data)
             else:
                 data.backup(db)
+            self._cap_growth(db)  # deserialize forgets max_page_count
 
     # ------------------------------------------------------------------ templates
     def _build_template(self, key: Hashable) -> _Template:
@@ -372,6 +471,33 @@ def _cached(cls: type, key: Hashable) -> _Template | None:
         if template is not None and len(cache) > 1:
             cache.move_to_end(key)
         return template
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:g} MiB"
+
+
+def _check_bounds(cls: type[SQLiteSandbox]) -> None:
+    """Refuse bounds that are not numbers in range, naming the attribute (a scenario bug)."""
+    for name in ("time_limit_s", "episode_time_limit_s"):
+        value = getattr(cls, name)
+        if not (isinstance(value, int | float) and math.isfinite(value) and 0 < value <= 86_400):
+            raise ScenarioError(
+                f"{cls.__name__}.{name} must be a number of seconds above 0 and at most 86400; "
+                f"got {value!r:.60}"
+            )
+    for name in (
+        "max_value_bytes",
+        "result_limit_bytes",
+        "statement_memory_bytes",
+        "episode_growth_bytes",
+        "heap_limit_bytes",
+    ):
+        value = getattr(cls, name)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            raise ScenarioError(
+                f"{cls.__name__}.{name} must be a whole number of bytes above 0; got {value!r:.60}"
+            )
 
 
 def _quote(name: str) -> str:
