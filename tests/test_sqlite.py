@@ -643,3 +643,24 @@ def test_time_limits_that_are_not_seconds_are_refused_at_setup(value: Any) -> No
     broken = type("Broken", (Ledger,), {"time_limit_s": value})
     with pytest.raises(ScenarioError, match=r"Broken.time_limit_s must be a number of seconds"):
         sandbox(broken)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT length(printf('%.*c', 2000000000, 'x'))",  # 12 s in one VM step, unguarded
+        "SELECT length(format('%2000000000d', 1))",
+        "SELECT length(printf('%s %*d', 'a', -2000000000, 7))",
+    ],
+)
+def test_printf_refuses_huge_widths_at_once(query: str) -> None:
+    got = _bounded(query)
+    assert got["error"] is not None and "widths and precisions may be at most" in got["error"]
+    assert got["s"] < 1.0, got
+
+
+def test_printf_within_bounds_is_sqlites_own() -> None:
+    env = make()
+    text = reply(env, "SELECT printf('%5.2f|%-4s|%d%%|%q', 3.14159, 'ab', 7, 'it''s')")
+    assert " 3.14|ab  |7%|it''s" in text, text
+    assert "200000" in reply(env, "SELECT length(printf('%.*c', 200000, 'x'))")

@@ -10,13 +10,21 @@ process's SQLite library can be reached).
 from __future__ import annotations
 
 import ctypes
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_LIKE_PATTERN", "MAX_VALUE_BYTES", "Guard", "heap_used", "limit_heap"]
+__all__ = [
+    "MAX_LIKE_PATTERN",
+    "MAX_VALUE_BYTES",
+    "BoundedFormat",
+    "Guard",
+    "heap_used",
+    "limit_heap",
+]
 
 MAX_VALUE_BYTES = 256 * 2**10
 """Default longest string or blob a statement may build or read (``SQLITE_LIMIT_LENGTH``).
@@ -106,6 +114,83 @@ _PRAGMA_READS = frozenset({
     "user_version", "schema_version", "application_id", "data_version",
 })  # fmt: skip
 _DENIED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer"})
+
+
+# One conversion of SQLite's printf: flags, width, precision, length, type (``%%`` included).
+_CONVERSION = re.compile(r"%[-+ 0#,!]*(\*|\d+)?(?:\.(\*|\d+)?)?l{0,2}(.)", re.S)
+
+
+class BoundedFormat:
+    """``printf()`` / ``format()`` for the agent's SQL, refusing huge widths and precisions.
+
+    SQLite's own ``printf`` writes ``%.*c`` with a precision of 2,000,000,000 in one step of its
+    VM, which the progress handler cannot stop (12 s here), before ``SQLITE_LIMIT_LENGTH``
+    refuses the result. Registered on the episode's connection under both names, this checks
+    every width and precision of the format (``*`` ones too, read from the arguments) against
+    ``max_width`` first, then hands the call to the built-in ``printf`` of a private, empty
+    in-memory connection with the same value length limit, so results are SQLite's own.
+
+    Attributes:
+        refused: Why the last call was refused (the message the agent reads), or ``None``.
+    """
+
+    def __init__(self, max_width: int) -> None:
+        self.max_width = max_width
+        self.refused: str | None = None
+        self._db: sqlite3.Connection | None = None  # opened on the first call
+        self._lock = threading.Lock()
+
+    def install(self, db: sqlite3.Connection) -> None:
+        """Register as ``printf`` and ``format`` (any number of arguments) on ``db``."""
+        for name in ("printf", "format"):
+            db.create_function(name, -1, self, deterministic=True)
+
+    def _check(self, fmt: str, args: tuple[Any, ...]) -> str | None:
+        """Why ``fmt`` with ``args`` is refused, or ``None``."""
+        index = 0
+        for match in _CONVERSION.finditer(fmt):
+            width, precision, kind = match.groups()
+            for part in (width, precision):
+                if part is None:
+                    continue
+                if part == "*":
+                    value = args[index] if index < len(args) else 0
+                    index += 1
+                    try:
+                        size = abs(int(value))
+                    except (TypeError, ValueError, OverflowError):
+                        size = 0  # SQLite reads a non-number as 0
+                else:
+                    size = int(part)
+                if size > self.max_width:
+                    return (
+                        f"printf()/format() widths and precisions may be at most "
+                        f"{self.max_width:,} here (got {size:,})"
+                    )
+            if kind != "%":
+                index += 1
+        return None
+
+    def __call__(self, fmt: Any = None, *args: Any) -> Any:
+        """SQLite's ``printf(fmt, ...)``, once the format passed :meth:`_check`."""
+        if isinstance(fmt, str):
+            reason = self._check(fmt, args)
+            if reason is not None:
+                self.refused = reason
+                raise ValueError(reason)
+        marks = ", ".join("?" * (1 + len(args)))
+        with self._lock:
+            if self._db is None:
+                self._db = sqlite3.connect(":memory:", check_same_thread=False)
+                self._db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.max_width)
+            return self._db.execute(f"SELECT printf({marks})", (fmt, *args)).fetchone()[0]
+
+    def close(self) -> None:
+        """Close the private connection, if one was opened."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 class Guard:

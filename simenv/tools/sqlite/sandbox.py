@@ -24,7 +24,13 @@ import numpy as np
 from simenv.errors import ScenarioError, ToolError
 from simenv.tools.base import Tool, tool
 from simenv.tools.sandbox import Sandbox
-from simenv.tools.sqlite.guard import MAX_LIKE_PATTERN, MAX_VALUE_BYTES, Guard, limit_heap
+from simenv.tools.sqlite.guard import (
+    MAX_LIKE_PATTERN,
+    MAX_VALUE_BYTES,
+    BoundedFormat,
+    Guard,
+    limit_heap,
+)
 from simenv.tools.sqlite.results import QueryResult, format_table
 from simenv.types import Task
 
@@ -155,6 +161,8 @@ class SQLiteSandbox(Sandbox):
         self._cap_growth(db)
         self._guard = Guard(cls.read_only)
         self._guard.install(db)
+        self._format = BoundedFormat(cls.max_value_bytes)
+        self._format.install(db)
         with _CACHE_LOCK:
             _OPEN.add(self)
 
@@ -181,6 +189,7 @@ class SQLiteSandbox(Sandbox):
         if self._db is not None:
             self._db.close()
             self._db = None
+            self._format.close()
             with _CACHE_LOCK:
                 _OPEN.discard(self)
 
@@ -226,7 +235,7 @@ class SQLiteSandbox(Sandbox):
             )
         limit = self.row_limit if max_rows is None else max_rows
         guard.switch(db, writes_denied=read_only or self.read_only, trusted=False)
-        guard.denied = None
+        guard.denied = self._format.refused = None
         statement_s = min(self.time_limit_s, left_s)
         guard.arm(statement_s, self.statement_memory_bytes)
         start = time.monotonic()
@@ -309,6 +318,8 @@ class SQLiteSandbox(Sandbox):
                 f"the database may grow by at most {_mib(self.episode_growth_bytes)} in an "
                 "episode, and this statement would pass that; write less, or delete rows first"
             )
+        if "user-defined function raised exception" in text and self._format.refused:
+            return self._format.refused + "; format shorter values"
         if "LIKE or GLOB pattern too complex" in text:
             return f"a LIKE or GLOB pattern may be at most {MAX_LIKE_PATTERN} characters long"
         if "not authorized" in text or "authorization denied" in text:
