@@ -275,7 +275,8 @@ class HTTPServer:
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Read one request, answer it; whether the connection stays open."""
         try:  # idle between requests: no thread waits, only this coroutine
-            first = await asyncio.wait_for(reader.readexactly(1), self.keepalive_timeout_s)
+            async with asyncio.timeout(self.keepalive_timeout_s):  # a timer, not a task
+                first = await reader.readexactly(1)
         except (TimeoutError, asyncio.IncompleteReadError):
             return False
         deadline = time.monotonic() + self.request_timeout_s
@@ -427,7 +428,9 @@ class HTTPServer:
         writer.write(head if head_only else head + body)  # one write: one TCP segment
 
     async def _drain(self, writer: asyncio.StreamWriter, deadline: float) -> None:
-        await asyncio.wait_for(writer.drain(), max(0.001, deadline - time.monotonic()))
+        if writer.transport.get_write_buffer_size():  # usually all sent already: no wait
+            async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
+                await writer.drain()
 
     @staticmethod
     async def _close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
