@@ -48,7 +48,7 @@ BENCH = Path(__file__).resolve().parent
 def served() -> Iterator[str]:
     """`simenv serve` of this file's SCENARIO on a free port, in its own process; yields its URL."""
     command = [sys.executable, "-m", "simenv.cli", "serve", __file__, RUN_SCENARIO, "--oracle"]
-    command += ["--port", "0"]
+    command += ["--port", "0", "--no-auth"]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")]),

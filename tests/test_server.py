@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import itertools
 import json
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from http.client import HTTPConnection
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -109,22 +115,60 @@ def probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 @pytest.fixture
 def server(probe: str) -> Iterator[RolloutServer]:
     with running(
-        make_server([REFUNDS, ANALYST, probe], port=0, max_envs=16, oracle=True)
+        make_server([REFUNDS, ANALYST, probe], port=0, max_envs=16, oracle=True, auth=False)
     ) as started:
         yield started
 
 
-def request(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """One request on its own connection; the status and the decoded JSON answer."""
+def exchange(
+    url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on its own connection; the status, the headers (lower case) and the body."""
     parts = urlsplit(url)
     connection = HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    sent = dict(headers or {})
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
     try:
         data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
-        connection.request(method, path, body=data)
+        connection.request(method, path, body=data, headers=sent)
         response = connection.getresponse()
-        return response.status, json.loads(response.read())
+        answer = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, answer
     finally:
         connection.close()
+
+
+def request(
+    url: str, method: str, path: str, body: Any = None, token: str | None = None
+) -> tuple[int, Any]:
+    """One request on its own connection; the status and the decoded JSON answer."""
+    status, _, answer = exchange(url, method, path, body, token)
+    return status, json.loads(answer)
+
+
+def raw(url: str, data: bytes, timeout_s: float = 10.0) -> tuple[bytes, float]:
+    """Send ``data`` on a new socket; everything the server sends until it closes, and how long."""
+    parts = urlsplit(url)
+    start = time.monotonic()
+    with socket.create_connection((parts.hostname or "", parts.port or 80), timeout_s) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks), time.monotonic() - start
+
+
+def raw_json(answer: bytes) -> tuple[int, Any]:
+    """The status and JSON body of one raw answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(head[9:12]), json.loads(body)
 
 
 def create(url: str, scenario_id: str) -> str:
@@ -212,7 +256,7 @@ def test_the_oracle_endpoint_gives_the_gold_turns_before_and_after_a_step(
 
 
 def test_the_oracle_endpoint_is_off_unless_asked_for() -> None:
-    with running(make_server([REFUNDS], port=0)) as server:
+    with running(make_server([REFUNDS], port=0, auth=False)) as server:
         env_id = create(server.url, REFUNDS)
         request(server.url, "POST", f"/envs/{env_id}/reset", {"seed": 5})
         status, answer = request(server.url, "GET", f"/envs/{env_id}/oracle")
@@ -367,7 +411,9 @@ def test_infra_errors_and_bugs_are_500s_and_the_server_goes_on(server: RolloutSe
 
 
 def test_an_unreachable_server_is_an_infra_error() -> None:
-    stopped = make_server([REFUNDS], port=0)  # bound, then closed: nothing listens there
+    stopped = make_server(
+        [REFUNDS], port=0, auth=False
+    )  # bound, then closed: nothing listens there
     url = stopped.url
     stopped.server_close()
     with pytest.raises(InfraError, match="cannot reach the simenv server"):
@@ -376,7 +422,7 @@ def test_an_unreachable_server_is_an_infra_error() -> None:
 
 # ----------------------------------------------------------------------------- the env table
 def test_the_max_envs_cap_is_a_429_until_one_is_deleted(probe: str) -> None:
-    with running(make_server([probe], port=0, max_envs=2)) as server:
+    with running(make_server([probe], port=0, max_envs=2, auth=False)) as server:
         first, second = RemoteEnv(server.url, probe), RemoteEnv(server.url, probe)
         status, answer = request(server.url, "POST", "/envs", {"scenario": probe})
         assert status == 429 and "max_envs=2" in error(answer) and "DELETE" in error(answer)
@@ -430,7 +476,7 @@ def test_a_close_that_fails_does_not_leak_the_other_envs(
             found.append(json.loads(answer["observation"][1]["content"]))
         return found
 
-    with running(make_server([probe], port=0)) as server:
+    with running(make_server([probe], port=0, auth=False)) as server:
         now = [1000.0]
         server.app.envs.clock = lambda: now[0]
         reaped = tokens(server.url, ["brittle", "ok", "brittle", "ok"])
@@ -443,7 +489,7 @@ def test_a_close_that_fails_does_not_leak_the_other_envs(
 
 
 def test_closing_the_server_closes_every_env(probe: str) -> None:
-    with running(make_server([probe], port=0)) as server:
+    with running(make_server([probe], port=0, auth=False)) as server:
         env = RemoteEnv(server.url, probe)
         env.reset(seed=0, options={"task_id": "ok"})
         token = json.loads(env.step(call("ping"))[0][1]["content"])
@@ -455,8 +501,7 @@ def test_a_dropped_keep_alive_connection_is_reopened_once(server: RolloutServer)
     with RemoteEnv(server.url, PROBE_ID) as env:
         env.reset(seed=0, options={"task_id": "ok"})
         first = env._connection
-        for connection in list(server._connections):  # the server ends every kept-alive one
-            connection.shutdown(2)
+        assert server.drop_connections() >= 1  # the server ends every kept-alive one
         assert env.step(call("ping"))[0][1]["role"] == "tool"
         assert env._connection is not first
 
@@ -531,9 +576,10 @@ def test_scenarios_and_health_describe_the_server(server: RolloutServer) -> None
 
 
 def test_answers_encode_numpy_values_and_sets() -> None:
-    from simenv.server.app import _ENCODE
+    from simenv.server.transport import encode_json
 
-    assert json.loads(_ENCODE({"n": np.int64(3), "x": np.float32(0.5), "s": {2, 1}})) == {
+    body, failure = encode_json({"n": np.int64(3), "x": np.float32(0.5), "s": {2, 1}})
+    assert failure is None and json.loads(body) == {
         "n": 3,
         "x": 0.5,
         "s": [1, 2],
@@ -555,9 +601,17 @@ def test_simenv_serve_answers_health_and_stops_cleanly(stop: signal.Signals) -> 
             assert found, first + proc.stderr.read()  # type: ignore[union-attr]
             url = found.group(0)
             assert REFUNDS in proc.stdout.readline()
+            printed = re.fullmatch(
+                r"token: (\S+) .*SIMENV_SERVER_TOKEN=\1.*\n", proc.stdout.readline()
+            )
+            assert printed, "no token was generated and printed"
+            token = printed.group(1)
             health = {"ok": True, "simenv": simenv.__version__, "max_envs": 4, "live": 0}
-            assert request(url, "GET", "/health") == (200, health)
-            create(url, REFUNDS)  # live when the server stops: it is closed with it
+            assert request(url, "GET", "/health")[0] == 401
+            assert request(url, "GET", "/health", token=token) == (200, health)
+            with RemoteEnv(url, REFUNDS, token=token) as env:  # deleted before the server stops
+                env.reset(seed=1)
+            assert request(url, "POST", "/envs", {"scenario": REFUNDS}, token)[0] == 201
             proc.send_signal(stop)
             out, err = proc.communicate(timeout=120)
         finally:
@@ -662,3 +716,361 @@ def test_simenv_run_plays_on_a_server(server: RolloutServer) -> None:
     assert json.loads(remote.output) == json.loads(local.output)
     both = CliRunner().invoke(app, [*args, "--server", server.url, "--backend", "ray"])
     assert both.exit_code == 2 and "give one" in both.output
+
+
+# ----------------------------------------------------------------------------- load and limits
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+TOKEN_A, TOKEN_B = "a" * 20 + "-token-of-alice", "b" * 20 + "-token-of-bob"
+
+
+def _bench(script: str, *args: str, timeout_s: float = 120) -> dict[str, Any]:
+    """Run ``bench/script`` in its own process with ``--json``; its figures."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, "PYTHONPATH": str(BENCH)},
+    )
+    assert result.stdout, result.stderr
+    figures: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return figures
+
+
+def test_two_hundred_sessions_at_once_from_another_process_all_complete() -> None:
+    # The listen backlog was 5: of 200 connections opened at once, about 130 were reset.
+    with running(make_server([REFUNDS], port=0, max_envs=256, tokens=[TOKEN_A])) as server:
+        args = ["--url", server.url, "--token", TOKEN_A, "--sessions", "200", "--steps", "3"]
+        figures = _bench("server_load.py", *args)
+        assert len(server.app.envs) == 0  # every session closed its environment
+    assert figures["failures"] == {} and figures["completed"] == 200, figures["examples"]
+    assert figures["steps"] == 600 and figures["step_p99_ms"] > 0
+
+
+def test_threads_stay_bounded_whatever_the_clients_hold_open(probe: str) -> None:
+    # One thread per connection: 350 slow connections made 352 threads.
+    server = make_server([probe], port=0, auth=False, workers=4, request_timeout_s=5)
+    with running(server):
+        before = threading.active_count()
+        parts = urlsplit(server.url)
+        slow = [socket.create_connection((parts.hostname, parts.port), 10) for _ in range(300)]
+        for sock in slow[::2]:  # half send part of a request and stall, half send nothing
+            sock.sendall(b"POST /envs HTTP/1.1\r\nContent-Length: 40\r\n")
+        with ThreadPoolExecutor(16) as pool:  # real requests still go through meanwhile
+            statuses = list(pool.map(lambda _: request(server.url, "GET", "/health")[0], range(64)))
+        assert statuses == [200] * 64
+        assert server.connections >= 300
+        assert threading.active_count() - before <= 4  # the workers; no thread per connection
+        for sock in slow:
+            sock.close()
+
+
+def test_slow_and_idle_connections_time_out(probe: str) -> None:
+    server = make_server(
+        [probe], port=0, auth=False, request_timeout_s=0.5, keepalive_timeout_s=0.5
+    )
+    with running(server):
+        answer, took = raw(server.url, b"POST /envs HTTP/1.1\r\nContent-Length: 40\r\n\r\n{")
+        status, body = raw_json(answer)
+        assert status == 408 and "0.5 s" in error(body) and took < 5
+        answer, took = raw(server.url, b"")  # connected, then silent
+        assert answer == b"" and took < 5
+
+
+def test_connections_over_the_cap_are_a_503_busy(probe: str) -> None:
+    with running(make_server([probe], port=0, auth=False, max_connections=2)) as server:
+        parts = urlsplit(server.url)
+        held = [HTTPConnection(parts.hostname or "", parts.port, timeout=10) for _ in range(2)]
+        for connection in held:  # two kept-alive connections: the cap
+            connection.request("GET", "/health")
+            assert connection.getresponse().read()
+        answer, _ = raw(server.url, b"GET /health HTTP/1.1\r\n\r\n")
+        status, body = raw_json(answer)
+        assert status == 503 and body["error"]["type"] == "Busy"
+        assert "max_connections=2" in error(body) and b"Retry-After: 1" in answer
+        held[0].close()
+        deadline = time.monotonic() + 5
+        while server.connections >= 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert request(server.url, "GET", "/health")[0] == 200
+        held[1].close()
+
+
+def test_a_closing_server_is_a_503(server: RolloutServer) -> None:
+    env_id = create(server.url, REFUNDS)
+    server.app.envs.close_all()  # what stopping does first
+    for method, path, body in [
+        ("POST", "/envs", {"scenario": REFUNDS}),
+        ("POST", f"/envs/{env_id}/step", {"action": "hi"}),
+    ]:
+        status, answer = request(server.url, method, path, body)
+        assert status == 503 and answer["error"]["type"] == "ServerClosing", answer
+
+
+def test_a_chunked_body_is_a_411(server: RolloutServer) -> None:
+    body = b'{"scenario": "support/Refunds-v1"}'
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    head = b"POST /envs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    status, answer = raw_json(raw(server.url, head + chunked)[0])
+    assert status == 411 and answer["error"]["type"] == "LengthRequired"
+    assert "Content-Length" in error(answer)
+
+
+def test_the_oracle_of_a_scenario_without_one_is_a_404(server: RolloutServer) -> None:
+    env_id = create(server.url, PROBE_ID)  # PROBE declares no oracle; the server has --oracle
+    status, answer = request(server.url, "GET", f"/envs/{env_id}/oracle")
+    assert status == 409  # no episode yet
+    request(server.url, "POST", f"/envs/{env_id}/reset", {"options": {"task_id": "ok"}})
+    status, answer = request(server.url, "GET", f"/envs/{env_id}/oracle")
+    assert status == 404 and answer["error"]["type"] == "NoOracle" and PROBE_ID in error(answer)
+
+
+# ----------------------------------------------------------------------------- methods and bodies
+@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "HEAD", "PATCH", "PUT", "FOO", "get"])
+def test_every_method_gets_the_json_405_with_allow(server: RolloutServer, method: str) -> None:
+    env_id = create(server.url, REFUNDS)
+    for path, allowed in [("/health", "GET"), (f"/envs/{env_id}/step", "POST")]:
+        status, headers, body = exchange(server.url, method, path)
+        assert status == 405 and headers["allow"] == allowed
+        assert headers["content-type"].startswith("application/json")
+        if method == "HEAD":  # a HEAD answer has no body; its length is the GET's would-be one
+            assert body == b"" and int(headers["content-length"]) > 0
+        else:
+            assert f"use {allowed}" in error(json.loads(body))
+    status, _, body = exchange(server.url, method, "/nothing")
+    assert status == 404 and (method == "HEAD" or error(json.loads(body)))
+
+
+def test_an_http_0_9_request_is_a_400_and_the_connection_closes(server: RolloutServer) -> None:
+    answer, took = raw(server.url, b"GET /\r\n")  # no version, no headers: it used to hang
+    status, body = raw_json(answer)
+    assert status == 400 and "HTTP/0.9" in error(body) and took < 5
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "kind"),
+    [
+        (b"\x00\x01 / HTTP/1.1\r\n\r\n", 400, "BadRequest"),
+        (b"GET /health HTTP/2.0\r\n\r\n", 505, "VersionNotSupported"),
+        (b"GET /health HTTP/1.1\r\nno colon here\r\n\r\n", 400, "BadRequest"),
+        (b"POST /envs HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400, "BadRequest"),
+        (b"POST /envs HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\nxy", 400, "BadRequest"),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414, "URITooLong"),
+        (b"GET /health HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431, "HeadersTooLarge"),
+    ],
+    ids=["garbage", "http2", "header", "length", "two-lengths", "long-line", "many-headers"],
+)
+def test_malformed_requests_are_json_errors(
+    server: RolloutServer, head: bytes, status: int, kind: str
+) -> None:
+    got, answer = raw_json(raw(server.url, head)[0])
+    assert (got, answer["error"]["type"]) == (status, kind) and error(answer)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"action": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "levels deep"),
+        (b'{"action": ' + b'{"a": ' * 200 + b"1" + b"}" * 201, "levels deep"),
+        (b'{"action": ' + b"7" * 4301 + b"}", "4300"),
+        (b'{"action": NaN}', "NaN"),
+        (b'{"action": -Infinity}', "NaN or Infinity"),
+        (b'{"action": "\xff"}', "UTF-8"),
+        (b"\xff\xfe\x00", "UTF-8"),
+    ],
+    ids=["deep-arrays", "deep-objects", "long-int", "nan", "infinity", "not-utf8", "bom"],
+)
+def test_malformed_bodies_are_400s_with_the_reason(
+    server: RolloutServer, body: bytes, reason: str
+) -> None:
+    env_id = create(server.url, REFUNDS)
+    request(server.url, "POST", f"/envs/{env_id}/reset", {"seed": 1})
+    for path in [f"/envs/{env_id}/step", f"/envs/{env_id}/reset", "/envs"]:
+        status, answer = request(server.url, "POST", path, body)
+        assert status == 400 and reason in error(answer), answer
+    status, _ = request(server.url, "POST", f"/envs/{env_id}/step", {"action": "still here"})
+    assert status == 200
+
+
+# ----------------------------------------------------------------------------- the OpenAPI document
+METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS", "TRACE", "FOO"]
+
+
+def test_the_openapi_document_lists_exactly_the_routes_the_server_answers(
+    server: RolloutServer,
+) -> None:
+    status, document = request(server.url, "GET", "/openapi.json")
+    assert status == 200 and document["openapi"].startswith("3.")
+    documented = {(m.upper(), p) for p, ops in document["paths"].items() for m in ops}
+    paths = {p for _, p in documented} | {"/", "/env", "/envs/{env_id}/nothing", "/openapi"}
+    answered = set()
+    for template in paths:
+        for method in METHODS:
+            env_id = create(server.url, PROBE_ID)
+            request(server.url, "POST", f"/envs/{env_id}/reset", {"options": {"task_id": "ok"}})
+            path = template.replace("{env_id}", env_id)
+            got, _, body = exchange(server.url, method, path, b"{}")
+            kind = json.loads(body)["error"]["type"] if got >= 400 and body else ""
+            if kind not in ("UnknownPath", "MethodNotAllowed") and method != "HEAD":
+                answered.add((method, template))
+            op = document["paths"].get(template, {}).get(method.lower())
+            if op is not None:  # every status the server gives is one the document lists
+                assert str(got) in op["responses"], (method, path, got, body)
+            request(server.url, "DELETE", f"/envs/{env_id}")
+    assert answered == documented
+    schemas = document["components"]["schemas"]
+    refs = re.findall(r'"#/components/schemas/(\w+)"', json.dumps(document))
+    assert set(refs) <= set(schemas)
+
+
+def test_a_schema_driven_fuzzer_finds_no_5xx(probe: str) -> None:
+    with running(make_server([REFUNDS, ANALYST], port=0, oracle=True, tokens=[TOKEN_A])) as server:
+        args = ["--url", server.url, "--token", TOKEN_A, "--requests", "1500", "--seed", "7"]
+        figures = _bench("server_fuzz.py", *args)
+    assert figures["findings"] == {}, figures["examples"]
+    assert figures["requests"] == 1500 and figures["statuses"].get("200", 0) > 300
+    assert not any(int(status) >= 500 for status in figures["statuses"])
+
+
+# ----------------------------------------------------------------------------- authentication
+@pytest.fixture
+def guarded(probe: str) -> Iterator[RolloutServer]:
+    """A server that accepts two tokens, A and B."""
+    with running(
+        make_server([REFUNDS, probe], port=0, oracle=True, tokens=[TOKEN_A, TOKEN_B])
+    ) as started:
+        yield started
+
+
+def test_requests_without_a_valid_token_are_401s(guarded: RolloutServer) -> None:
+    for token, fault in [(None, ""), ("x" * 30, 'error="invalid_token"')]:
+        for method, path in [("GET", "/health"), ("POST", "/envs"), ("GET", "/nothing")]:
+            status, headers, body = exchange(guarded.url, method, path, {}, token)
+            assert status == 401 and json.loads(body)["error"]["type"] == "Unauthorized"
+            assert headers["www-authenticate"].startswith('Bearer realm="simenv"')
+            assert fault in headers["www-authenticate"]
+    status, _, body = exchange(
+        guarded.url, "GET", "/health", headers={"Authorization": f"Basic {TOKEN_A}"}
+    )
+    assert status == 401 and "Bearer TOKEN" in error(json.loads(body))
+    assert request(guarded.url, "GET", "/health", token=TOKEN_B)[0] == 200
+    with pytest.raises(InfraError, match=r"refused the token.*SIMENV_SERVER_TOKEN"):
+        RemoteEnv(guarded.url, REFUNDS)
+
+
+def test_another_token_gets_a_404_for_each_route_and_lists_only_its_own(
+    guarded: RolloutServer,
+) -> None:
+    with RemoteEnv(guarded.url, REFUNDS, token=TOKEN_A) as mine:
+        mine.reset(seed=2)
+        unknown = "00aa11bb22cc33dd"
+        for method, template, body in [
+            ("POST", "/envs/{}/reset", {"seed": 1}),
+            ("POST", "/envs/{}/step", {"action": "hi"}),
+            ("POST", "/envs/{}/end", {}),
+            ("GET", "/envs/{}/episode", None),
+            ("GET", "/envs/{}/oracle", None),
+            ("DELETE", "/envs/{}", None),
+        ]:
+            status, answer = request(
+                guarded.url, method, template.format(mine.env_id), body, TOKEN_B
+            )
+            never = request(guarded.url, method, template.format(unknown), body, TOKEN_B)[1]
+            assert status == 404  # not 403: the id's existence is not confirmed
+            assert error(answer).replace(mine.env_id, "ID") == error(never).replace(unknown, "ID")
+        assert request(guarded.url, "GET", "/envs", token=TOKEN_B) == (200, {"envs": []})
+        listed = request(guarded.url, "GET", "/envs", token=TOKEN_A)[1]["envs"]
+        assert listed == [{"env_id": mine.env_id, "scenario": REFUNDS}]
+        assert mine.step("Still mine.")[2] is True  # B's attempts changed nothing
+        deleted = mine.env_id
+    # A is told why its own environment is gone; B is told nothing more than of an unknown id.
+    assert "was deleted" in error(
+        request(guarded.url, "GET", f"/envs/{deleted}/episode", None, TOKEN_A)[1]
+    )
+    assert "was deleted" not in error(
+        request(guarded.url, "GET", f"/envs/{deleted}/episode", None, TOKEN_B)[1]
+    )
+
+
+def test_the_client_reads_its_token_from_the_environment(
+    guarded: RolloutServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simenv.rollouts import plan_jobs, run
+    from simenv.server import RemotePool
+
+    monkeypatch.setenv("SIMENV_SERVER_TOKEN", TOKEN_B)
+    with RemoteEnv(guarded.url, PROBE_ID) as env:
+        assert (
+            request(guarded.url, "GET", "/envs", token=TOKEN_B)[1]["envs"][0]["env_id"]
+            == env.env_id
+        )
+    jobs = plan_jobs(simenv.load_scenario(REFUNDS), limit=2)
+    with RemotePool(guarded.url, REFUNDS, token=TOKEN_A) as pool:
+        assert [e.reward for e in run(REFUNDS, Oracle(), jobs, pool=pool)] == [1.0, 1.0]
+    monkeypatch.setenv("SIMENV_SERVER_TOKEN", "z" * 30)
+    with pytest.raises(InfraError, match="refused the token"):
+        RemotePool(guarded.url, REFUNDS)
+
+
+def test_tokens_come_from_the_argument_the_environment_or_are_generated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from simenv.server.auth import resolve_tokens
+
+    monkeypatch.setenv("SIMENV_SERVER_TOKENS", f"{TOKEN_A}, {TOKEN_B}")
+    assert resolve_tokens() == ([TOKEN_A, TOKEN_B], False)
+    assert resolve_tokens([TOKEN_B]) == ([TOKEN_B], False)
+    monkeypatch.delenv("SIMENV_SERVER_TOKENS")
+    (generated,), made = resolve_tokens()
+    assert made and len(generated) >= 40
+    with pytest.raises(ValueError, match="switched off"):
+        resolve_tokens([TOKEN_A], auth=False)
+    server = make_server([REFUNDS], port=0)
+    try:
+        assert server.generated_token and server.app.auth.required
+    finally:
+        server.server_close()
+    with pytest.raises(ValueError, match="too easy to guess"):
+        make_server([REFUNDS], port=0, tokens=["short"])
+
+
+def test_auth_can_be_off_only_on_loopback() -> None:
+    from typer.testing import CliRunner
+
+    from simenv.cli import app
+
+    for host in ["0.0.0.0", "::", "192.168.1.4", "example.org"]:
+        with pytest.raises(ValueError, match="loopback"):
+            make_server([REFUNDS], host=host, port=0, auth=False)
+    result = CliRunner().invoke(app, ["serve", REFUNDS, "--host", "0.0.0.0", "--no-auth"])
+    assert result.exit_code == 2 and "loopback" in result.output
+    for host in ["127.0.0.1", "::1", "localhost"]:
+        server = make_server([REFUNDS], host=host, port=0, auth=False)
+        server.server_close()
+
+
+def test_every_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from simenv.server import auth
+
+    tokens = [f"{i}" * 20 for i in range(5)]
+    checked: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def compare(a: bytes, b: bytes) -> bool:
+        checked.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", compare)
+    gate = auth.TokenAuth(tokens)
+    for offered in [tokens[0], tokens[4], "9" * 20]:
+        checked.clear()
+        with contextlib.suppress(auth.AuthError):
+            gate.principal(f"Bearer {offered}")
+        assert len(checked) == 5  # every token, whichever matches: the time does not tell
+    assert gate.principal(f"Bearer {tokens[1]}") != gate.principal(f"Bearer {tokens[2]}")
+    assert tokens[1] not in gate.principal(f"Bearer {tokens[1]}")  # the principal is a digest
+
+
+def test_the_cross_token_check_finds_no_leak() -> None:
+    figures = _bench("server_tokens.py", "--envs", "3")
+    assert figures["leaks"] == 0 and figures["requests_checked"] >= 40, figures["examples"]

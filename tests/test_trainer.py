@@ -328,13 +328,13 @@ def test_training_on_a_rollout_server_equals_training_in_process(tmp_path: Path)
     sizes = {"steps": 2, "sft_steps": 2, "group_size": 2, "batch_tasks": 2, "eval_samples": 1}
     sizes.update(eval_every=100, checkpoint_every=100, max_new_tokens=16, micro_batch=8)
     sizes.update(lora_rank=16, lr=2e-3)
-    server = make_server([SCENARIO], port=0)
+    server = make_server([SCENARIO], port=0, auth=False)
     paths: list[str] = []
     answer = server.app.respond
 
-    def counted(method: str, path: str, raw: bytes) -> Any:
-        paths.append(path)
-        return answer(method, path, raw)
+    def counted(request: Any) -> Any:
+        paths.append(request.path)
+        return answer(request)
 
     server.app.respond = counted  # type: ignore[method-assign]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -364,7 +364,7 @@ def test_server_pools_of_several_scenarios_share_a_small_server() -> None:
     from trainer.train import environments
 
     ids = [SCENARIO, "support/Refunds-v1"]
-    server = make_server(ids, port=0, max_envs=4, oracle=True)
+    server = make_server(ids, port=0, max_envs=4, oracle=True, auth=False)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

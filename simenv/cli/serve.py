@@ -20,7 +20,7 @@ def serve(
         typer.Argument(help="Scenario ids or files to serve (default: every registered one)."),
     ] = None,
     host: Annotated[
-        str, typer.Option(help="Address to bind; anything but 127.0.0.1 exposes it.")
+        str, typer.Option(help="Address to bind; anything but loopback exposes it.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0: a free one).")] = 8000,
     max_envs: Annotated[
@@ -37,8 +37,36 @@ def serve(
             "an agent under training can reach the server.",
         ),
     ] = False,
+    token: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A bearer token clients must send (repeat for several); default: those of "
+            "SIMENV_SERVER_TOKENS, else one generated and printed at start.",
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth",
+            help="Accept requests without a token; refused unless --host is loopback.",
+        ),
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Threads answering requests at once (steps run there).")
+    ] = 64,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Connections open at once; 503 beyond.")
+    ] = 512,
+    request_timeout: Annotated[
+        float,
+        typer.Option(min=0.001, help="Seconds for a request to arrive whole; 408 beyond."),
+    ] = 30.0,
 ) -> None:
-    """Serve scenarios over HTTP for agents running elsewhere (docs/server.md); Ctrl-C stops it."""
+    """Serve scenarios over HTTP for agents running elsewhere (docs/server.md); Ctrl-C stops it.
+
+    Clients authenticate with `Authorization: Bearer TOKEN` (RemoteEnv and `simenv run
+    --server` read SIMENV_SERVER_TOKEN); each environment is visible to its creator's token only.
+    """
     from simenv.server import RolloutServer
     from simenv.server import serve as run_server
 
@@ -46,6 +74,18 @@ def serve(
         served = sorted(server.app.envs.scenarios)
         out.print(f"simenv rollout server on {server.url} (Ctrl-C stops it)", soft_wrap=True)
         out.print(f"scenarios served: {', '.join(served)}", soft_wrap=True)
+        if server.generated_token:
+            out.print(
+                f"token: {server.generated_token} (clients: export "
+                f"SIMENV_SERVER_TOKEN={server.generated_token}; a restart makes a new one "
+                "unless given --token or SIMENV_SERVER_TOKENS)",
+                soft_wrap=True,
+                highlight=False,
+            )
+        elif not server.app.auth.required:
+            out.print("authentication is off (--no-auth): any local process can connect")
+        else:
+            out.print(f"authentication: {len(server.app.auth)} token(s) accepted")
         sys.stdout.flush()
 
     ids = [scenario(scenario_id).id for scenario_id in scenario_ids or ()] or None
@@ -54,8 +94,21 @@ def serve(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        run_server(ids, host, port, max_envs, idle_timeout, oracle, on_ready=ready)
-    except SimenvError as exc:
+        run_server(
+            ids,
+            host,
+            port,
+            max_envs,
+            idle_timeout,
+            oracle,
+            on_ready=ready,
+            tokens=token,
+            auth=not no_auth,
+            workers=workers,
+            max_connections=max_connections,
+            request_timeout_s=request_timeout,
+        )
+    except (SimenvError, ValueError) as exc:  # ValueError: --no-auth off loopback, a bad token
         raise fail(str(exc)) from None
     except OSError as exc:  # the port is taken, or the address is not this machine's
         raise fail(f"cannot listen on {host}:{port}: {exc}") from None

@@ -11,6 +11,8 @@ method   path                      what it does
 =======  ========================  =====================================================
 GET      /health                   ``{"ok": true, "simenv": VERSION, "max_envs", "live"}``
 GET      /scenarios                the served scenarios: tools, max_turns, split sizes
+GET      /openapi.json             the OpenAPI 3 document of all of this
+GET      /envs                     this token's environments
 POST     /envs                     create an environment of a served scenario
 POST     /envs/ENV_ID/reset        ``reset(seed=..., options=...)``
 POST     /envs/ENV_ID/step         ``step(action)``
@@ -20,7 +22,11 @@ GET      /envs/ENV_ID/oracle       the gold turns (only on a server started with
 DELETE   /envs/ENV_ID              close it (its sandbox, database or container)
 =======  ========================  =====================================================
 
-:mod:`simenv.server.app` holds the server (errors, threading, idle reaping), and
+Every request carries ``Authorization: Bearer TOKEN`` and each environment belongs to the
+token that created it (:mod:`simenv.server.auth`, shared with the agent gateway).
+:mod:`simenv.server.app` holds the routes and the server, :mod:`simenv.server.transport` the
+HTTP (an asyncio front, a bounded worker pool, limits and timeouts), :mod:`simenv.server.openapi`
+the published document, :mod:`simenv.server.envs` the table of environments and
 :mod:`simenv.server.client` the client; docs/server.md has examples and the security notes.
 """
 

@@ -1,4 +1,4 @@
-"""The HTTP rollout server: simenv environments behind a small JSON API, standard library only.
+"""The env server: simenv environments behind a small JSON API, standard library only.
 
 An agent that runs elsewhere (another process, machine or language) plays episodes through this
 API; :class:`simenv.server.RemoteEnv` is the Python adapter that makes it a Gymnasium env again.
@@ -13,6 +13,9 @@ GET      /health                                                       ``{"ok": 
                                                                        "max_envs", "live"}``
 GET      /scenarios                                                    served ids, tools, max_turns,
                                                                        split sizes
+GET      /openapi.json                                                 the OpenAPI 3 document
+GET      /envs                                                         ``{"envs": [...]}``: this
+                                                                       token's environments
 POST     /envs                     ``{"scenario": ID}``                201 ``{"env_id", "scenario",
                                                                        "tools"}``
 POST     /envs/ENV_ID/reset        ``{"seed": int|null,                ``{"observation", "info"}``
@@ -30,67 +33,93 @@ GET      /envs/ENV_ID/oracle                                           ``{"actio
 DELETE   /envs/ENV_ID                                                  ``{"closed": ENV_ID}``
 =======  ========================  ==================================  ============================
 
-Errors are ``{"error": {"type", "message"}}``: 400 a malformed body or field (named), 404 an
-unknown scenario (the served ids are listed), environment or path, 403 the oracle endpoint of a
-server started without ``oracle=True``, 405 a wrong method, 409
-``ResetNeeded``, 411 a chunked body, 413 a body over 8 MiB, 429 more than ``max_envs`` live
-environments, 500 an ``InfraError`` or a bug (the server keeps running), 503 shutting down.
+Every request carries ``Authorization: Bearer TOKEN`` (401 otherwise) unless the server is on a
+loopback address with authentication switched off (:mod:`simenv.server.auth`). Each environment
+belongs to the token that created it: for any other token it does not exist (404, the same
+answer as an id never created, so ids cannot be probed), and ``GET /envs`` lists only one's own.
 
-Connections are kept alive (HTTP/1.1); each connection gets a thread. One lock per environment
-serialises the requests on it; environments idle for over ``idle_timeout_s`` are closed at the
-start of the next request. The server binds 127.0.0.1 by default and has no authentication.
+Errors are ``{"error": {"type", "message"}}``: 400 a malformed body or field (named), 401 no
+valid token, 404 an unknown scenario (the served ids are listed), environment or path, 403 the
+oracle endpoint of a server started without ``oracle=True``, 405 a method the path does not
+take (with ``Allow``), 409 ``ResetNeeded``, 411 a chunked body, 413 a body over 8 MiB, 429 more
+than ``max_envs`` live environments, 500 an ``InfraError`` or a bug (the server keeps running),
+503 shutting down or ``max_connections`` open; the transport's own are in
+:mod:`simenv.server.transport`. ``ROUTES`` is the one table of routes: it answers requests and
+is the OpenAPI document (:mod:`simenv.server.openapi`).
+
+One lock per environment serialises the requests on it; environments idle for over
+``idle_timeout_s`` are closed at the start of the next request.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import socket
 import sys
-import threading
 import traceback
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from simenv import __version__
 from simenv.errors import InfraError, ResetNeeded, ScenarioError
 from simenv.registration import load_scenario, registry
 from simenv.scenario import Scenario
+from simenv.server.auth import AuthError, TokenAuth, check_exposure, resolve_tokens
 from simenv.server.envs import EnvTable, Problem
-from simenv.tools.base import json_default
+from simenv.server.openapi import Operation, document
+from simenv.server.transport import HTTPServer, Request, Response, error_body
 
-__all__ = ["MAX_BODY_BYTES", "RolloutApp", "RolloutServer", "make_server", "serve"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
+    "ROUTES",
+    "RolloutApp",
+    "RolloutServer",
+    "Route",
+    "make_server",
+    "serve",
+]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 """Largest request body accepted (413 above it)."""
 
+MAX_JSON_DEPTH = 128
+"""Deepest nesting of objects and arrays in a request body (400 beyond)."""
+
 KEEPALIVE_TIMEOUT_S = 120.0
 """A kept-alive connection idle this long is closed by the server (the client reconnects)."""
-
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=json_default).encode
-# For an answer holding a lone surrogate (a tool's text, a file name that is not UTF-8): its
-# \udXXX escapes are valid JSON and decode to the same strings.
-_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":"), default=json_default).encode
-
-_Route = Callable[["RolloutApp", str, bytes], tuple[int, Any]]
-
-
-def _error(kind: str, message: str) -> dict[str, Any]:
-    return {"error": {"type": kind, "message": message}}
 
 
 def _bad(message: str) -> Problem:
     return Problem(400, "BadRequest", message)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (JSON has no NaN or Infinity); send a number or null")
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays more than ``limit`` deep (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        if children and depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def _json_body(raw: bytes) -> dict[str, Any]:
     """The request body as a JSON object (an empty body is ``{}``)."""
     if not raw.strip():
         return {}
+    deep = f"the request body nests objects or arrays more than {MAX_JSON_DEPTH} levels deep"
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise _bad(f"the request body is not UTF-8 ({exc}); send UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
@@ -98,8 +127,14 @@ def _json_body(raw: bytes) -> dict[str, Any]:
             f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column "
             f'{exc.colno}; send one JSON object, e.g. {{"action": "..."}}'
         ) from None
+    except RecursionError:
+        raise _bad(f"{deep}; flatten it") from None
+    except ValueError as exc:  # an integer over Python's 4,300 digits, NaN, Infinity
+        raise _bad(f"the request body has a value this server cannot read: {exc}") from None
     if not isinstance(body, dict):
         raise _bad(f"the request body must be a JSON object, not a JSON {type(body).__name__}")
+    if _too_deep(body, MAX_JSON_DEPTH):
+        raise _bad(f"{deep}; flatten it")
     return body
 
 
@@ -113,34 +148,52 @@ def _field(body: dict[str, Any], name: str, kinds: tuple[type, ...], what: str) 
     return value
 
 
+@dataclass(frozen=True)
+class Call:
+    """What an endpoint gets: the environment id of the path, the body, who is asking."""
+
+    env_id: str
+    body: bytes
+    owner: str
+
+
+_Handler = Callable[["RolloutApp", Call], tuple[int, Any]]
+
+
 class RolloutApp:
-    """The endpoints without the HTTP: ``respond(method, path, body) -> (status, payload)``.
+    """The endpoints without the HTTP: ``respond(request) -> Response``, never raising.
 
     Args:
         envs: The table of live environments (and the served scenarios).
+        auth: The tokens accepted (:class:`~simenv.server.auth.TokenAuth`; none: no
+            authentication, for a loopback server only).
         oracle: Answer ``GET /envs/ENV_ID/oracle`` (the gold turns); off by default, since an
             agent that can reach it can read the answers (403 then).
     """
 
-    def __init__(self, envs: EnvTable, oracle: bool = False) -> None:
+    def __init__(self, envs: EnvTable, auth: TokenAuth, oracle: bool = False) -> None:
         self.envs = envs
+        self.auth = auth
         self.oracle_enabled = oracle
 
-    def respond(self, method: str, path: str, raw: bytes) -> tuple[int, Any, dict[str, str]]:
+    def respond(self, request: Request) -> Response:
         """Answer one request; every failure becomes a JSON error with its status."""
         try:
+            owner = self.auth.principal(request.headers.get("authorization"))
             self.envs.reap()
-            route, env_id = self._route(method, path.split("?", 1)[0].rstrip("/") or "/")
-            status, payload = route(self, env_id, raw)
-            return status, payload, {}
+            route, env_id = _match(request.method, request.path)
+            status, payload = route.handler(self, Call(env_id, request.body, owner))
+            return Response(status, payload)
+        except AuthError as exc:
+            return Response(exc.status, error_body(exc.kind, exc.message), exc.headers)
         except Problem as p:
-            return p.status, _error(p.kind, p.message), p.headers
+            return Response(p.status, error_body(p.kind, p.message), p.headers)
         except ResetNeeded as exc:
-            return 409, _error("ResetNeeded", f"{exc} (POST /envs/ENV_ID/reset)"), {}
+            return Response(409, error_body("ResetNeeded", f"{exc} (POST /envs/ENV_ID/reset)"))
         except ScenarioError as exc:  # a bad seed or task id, as a local reset would say
-            return 400, _error("ScenarioError", str(exc)), {}
+            return Response(400, error_body("ScenarioError", str(exc)))
         except InfraError as exc:
-            return 500, _error("InfraError", str(exc)), {}
+            return Response(500, error_body("InfraError", str(exc)))
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)
             message = (
@@ -148,61 +201,51 @@ class RolloutApp:
                 "server, not in the request; the traceback is on the server's stderr, and the "
                 "server keeps running."
             )
-            return 500, _error("InternalError", message), {}
-
-    def _route(self, method: str, path: str) -> tuple[_Route, str]:
-        for pattern, methods in _ROUTES:
-            match = pattern.fullmatch(path)
-            if match is None:
-                continue
-            route = methods.get(method)
-            if route is None:
-                allowed = ", ".join(methods)
-                raise Problem(
-                    405,
-                    "MethodNotAllowed",
-                    f"{method} is not allowed on {path}; use {allowed}",
-                    {"Allow": allowed},
-                )
-            return route, match.group(1) if pattern.groups else ""
-        raise Problem(
-            404,
-            "UnknownPath",
-            f"no endpoint {path!r}; the endpoints are /health, /scenarios, /envs and "
-            "/envs/ENV_ID[/reset|/step|/end|/episode|/oracle] (see docs/server.md)",
-        )
+            return Response(500, error_body("InternalError", message))
 
     # ------------------------------------------------------------------ endpoints
-    def health(self, _: str, raw: bytes) -> tuple[int, Any]:
+    def health(self, call: Call) -> tuple[int, Any]:
         """``GET /health``."""
         limits = {"max_envs": self.envs.max_envs, "live": len(self.envs)}
         return 200, {"ok": True, "simenv": __version__, **limits}
 
-    def scenarios(self, _: str, raw: bytes) -> tuple[int, Any]:
+    def scenarios(self, call: Call) -> tuple[int, Any]:
         """``GET /scenarios``."""
         return 200, {"scenarios": self.envs.describe()}
 
-    def create(self, _: str, raw: bytes) -> tuple[int, Any]:
+    def openapi(self, call: Call) -> tuple[int, Any]:
+        """``GET /openapi.json``."""
+        return 200, document([route.operation for route in ROUTES], __version__)
+
+    def listing(self, call: Call) -> tuple[int, Any]:
+        """``GET /envs``: the caller's own environments."""
+        envs = [
+            {"env_id": e.env_id, "scenario": e.scenario.id} for e in self.envs.owned(call.owner)
+        ]
+        return 200, {"envs": envs}
+
+    def create(self, call: Call) -> tuple[int, Any]:
         """``POST /envs``."""
-        scenario_id = _field(_json_body(raw), "scenario", (str,), 'a scenario id, e.g. "a/B-v1"')
-        entry = self.envs.create(scenario_id)
+        what = 'a scenario id, e.g. "a/B-v1"'
+        scenario_id = _field(_json_body(call.body), "scenario", (str,), what)
+        entry = self.envs.create(scenario_id, call.owner)
         tools = entry.scenario.tool_schemas()
         return 201, {"env_id": entry.env_id, "scenario": entry.scenario.id, "tools": tools}
 
-    def reset(self, env_id: str, raw: bytes) -> tuple[int, Any]:
+    def reset(self, call: Call) -> tuple[int, Any]:
         """``POST /envs/ENV_ID/reset``."""
-        body = _json_body(raw)
+        body = _json_body(call.body)
         seed = _field(body, "seed", (int, type(None)), "a non-negative integer or null")
         options = _field(body, "options", (dict, type(None)), "a JSON object or null")
-        with self.envs.use(env_id) as entry:
+        with self.envs.use(call.env_id, call.owner) as entry:
             observation, info = entry.env.reset(seed=seed, options=options)
         return 200, {"observation": observation, "info": info}
 
-    def step(self, env_id: str, raw: bytes) -> tuple[int, Any]:
+    def step(self, call: Call) -> tuple[int, Any]:
         """``POST /envs/ENV_ID/step``."""
         what = "the assistant's raw text (a string) or an assistant message (an object)"
-        action = _field(_json_body(raw), "action", (str, dict), what)
-        with self.envs.use(env_id) as entry:
+        action = _field(_json_body(call.body), "action", (str, dict), what)
+        with self.envs.use(call.env_id, call.owner) as entry:
             observation, reward, terminated, truncated, info = entry.env.step(action)
         return 200, {
             "observation": observation,
@@ -212,26 +255,25 @@ class RolloutApp:
             "info": info,
         }
 
-    def episode(self, env_id: str, raw: bytes) -> tuple[int, Any]:
+    def episode(self, call: Call) -> tuple[int, Any]:
         """``GET /envs/ENV_ID/episode``: the current (usually finished) episode's record."""
-        with self.envs.use(env_id) as entry:
+        with self.envs.use(call.env_id, call.owner) as entry:
             record = entry.base.episode()
         return 200, record.to_dict()
 
-    def end(self, env_id: str, raw: bytes) -> tuple[int, Any]:
+    def end(self, call: Call) -> tuple[int, Any]:
         """``POST /envs/ENV_ID/end``: end the running episode now and score it as it stands."""
-        termination = _field(
-            _json_body(raw), "termination", (str, type(None)), '"time_limit" or null'
-        )
+        body = _json_body(call.body)
+        termination = _field(body, "termination", (str, type(None)), '"time_limit" or null')
         if termination not in (None, "time_limit"):
             raise _bad(f"field 'termination' must be \"time_limit\" or null, got {termination!r}")
-        with self.envs.use(env_id) as entry:
+        with self.envs.use(call.env_id, call.owner) as entry:
             if not entry.base.running:
                 raise ResetNeeded("no episode is running (it ended, or reset() was not called)")
             reward, info = entry.base.end_episode("time_limit")
         return 200, {"reward": float(reward), "info": info}
 
-    def oracle(self, env_id: str, raw: bytes) -> tuple[int, Any]:
+    def oracle(self, call: Call) -> tuple[int, Any]:
         """``GET /envs/ENV_ID/oracle``: the gold turns, computed beside the episode's state."""
         if not self.oracle_enabled:
             raise Problem(
@@ -241,7 +283,7 @@ class RolloutApp:
                 "(make_server(oracle=True)) to roll out the Oracle policy, and never where an "
                 "agent under training can reach it",
             )
-        with self.envs.use(env_id) as entry:
+        with self.envs.use(call.env_id, call.owner) as entry:
             base, scenario = entry.base, entry.scenario
             if base.task is None:
                 raise ResetNeeded("the oracle needs an episode; call reset() first")
@@ -252,164 +294,144 @@ class RolloutApp:
             actions = base.gold_turns()
         return 200, {"actions": actions}
 
-    def delete(self, env_id: str, raw: bytes) -> tuple[int, Any]:
+    def delete(self, call: Call) -> tuple[int, Any]:
         """``DELETE /envs/ENV_ID``."""
-        self.envs.delete(env_id)
-        return 200, {"closed": env_id}
+        self.envs.delete(call.env_id, call.owner)
+        return 200, {"closed": call.env_id}
 
 
-_ENV = "/envs/([0-9A-Za-z_-]+)"
-_ROUTES: list[tuple[re.Pattern[str], dict[str, _Route]]] = [
-    (re.compile("/health"), {"GET": RolloutApp.health}),
-    (re.compile("/scenarios"), {"GET": RolloutApp.scenarios}),
-    (re.compile("/envs"), {"POST": RolloutApp.create}),
-    (re.compile(_ENV), {"DELETE": RolloutApp.delete}),
-    (re.compile(f"{_ENV}/reset"), {"POST": RolloutApp.reset}),
-    (re.compile(f"{_ENV}/step"), {"POST": RolloutApp.step}),
-    (re.compile(f"{_ENV}/end"), {"POST": RolloutApp.end}),
-    (re.compile(f"{_ENV}/episode"), {"GET": RolloutApp.episode}),
-    (re.compile(f"{_ENV}/oracle"), {"GET": RolloutApp.oracle}),
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: what the OpenAPI document says of it, and the method that answers it."""
+
+    operation: Operation
+    handler: _Handler
+    pattern: re.Pattern[str]
+
+
+def _route(
+    handler: _Handler,
+    endpoint: str,
+    summary: str,
+    answer: str,
+    *,
+    body: str | None = None,
+    status: int = 200,
+    errors: tuple[int, ...] = (),
+) -> Route:
+    method, path = endpoint.split(" ")
+    operation = Operation(method, path, summary, status, answer, body, errors)
+    pattern = re.compile(re.escape(path).replace(r"\{env_id\}", "([0-9A-Za-z_-]+)"))
+    return Route(operation, handler, pattern)
+
+
+_ENV = (404, 409)  # no such environment for this token; no episode running
+ROUTES: list[Route] = [
+    _route(RolloutApp.health, "GET /health", "Liveness and capacity", "Health"),
+    _route(RolloutApp.scenarios, "GET /scenarios", "The served scenarios", "Scenarios"),
+    _route(RolloutApp.openapi, "GET /openapi.json", "This document", "OpenAPI"),
+    _route(RolloutApp.listing, "GET /envs", "This token's environments", "EnvList"),
+    _route(
+        RolloutApp.create,
+        "POST /envs",
+        "Create an environment",
+        "Created",
+        body="CreateBody",
+        status=201,
+        errors=(404, 411, 429),
+    ),
+    _route(RolloutApp.delete, "DELETE /envs/{env_id}", "Close one", "Closed", errors=(404,)),
+    _route(
+        RolloutApp.reset,
+        "POST /envs/{env_id}/reset",
+        "Start an episode",
+        "ResetAnswer",
+        body="ResetBody",
+        errors=(*_ENV, 411),
+    ),
+    _route(
+        RolloutApp.step,
+        "POST /envs/{env_id}/step",
+        "Play one assistant turn",
+        "StepAnswer",
+        body="StepBody",
+        errors=(*_ENV, 411),
+    ),
+    _route(
+        RolloutApp.end,
+        "POST /envs/{env_id}/end",
+        "End the episode now, scored as it stands",
+        "EndAnswer",
+        body="EndBody",
+        errors=(*_ENV, 411),
+    ),
+    _route(RolloutApp.episode, "GET /envs/{env_id}/episode", "The record", "Episode", errors=_ENV),
+    _route(
+        RolloutApp.oracle,
+        "GET /envs/{env_id}/oracle",
+        "The gold turns (--oracle only)",
+        "OracleAnswer",
+        errors=(403, *_ENV),
+    ),
 ]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Reads the body, asks the app, writes JSON; keeps the connection alive."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = f"simenv/{__version__}"
-    timeout = KEEPALIVE_TIMEOUT_S
-    # Headers and body go out in two writes: without TCP_NODELAY the second waits for the
-    # client's delayed ACK of the first (about 40 ms per answer on Linux).
-    disable_nagle_algorithm = True
-    server: RolloutServer
-
-    def do_GET(self) -> None:
-        """Answer a GET."""
-        self._serve()
-
-    def do_POST(self) -> None:
-        """Answer a POST."""
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        """Answer a DELETE."""
-        self._serve()
-
-    def do_PUT(self) -> None:
-        """Answer a PUT (405 on every endpoint)."""
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        """Answer a PATCH (405 on every endpoint)."""
-        self._serve()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """No line per request (errors of the app are printed with their traceback)."""
-
-    def _serve(self) -> None:
-        try:
-            raw = self._read_body()
-        except Problem as p:
-            self._send(p.status, _error(p.kind, p.message), p.headers)
-            return
-        status, payload, headers = self.server.app.respond(self.command, self.path, raw)
-        self._send(status, payload, headers)
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            raise Problem(411, "LengthRequired", "send the body with a Content-Length header")
-        text = self.headers.get("Content-Length") or "0"
-        if not text.isdigit():
-            self.close_connection = True
-            raise _bad(f"Content-Length {text[:40]!r} is not a byte count")
-        length, limit = int(text), self.server.max_body_bytes
-        if length > limit:
-            if length <= 4 * limit:  # read it away, so the answer reaches the client
-                while length > 0:
-                    chunk = self.rfile.read(min(1 << 16, length))
-                    if not chunk:
-                        break
-                    length -= len(chunk)
-            else:
-                self.close_connection = True
-            raise Problem(
-                413,
-                "BodyTooLarge",
-                f"the body is {text} bytes, over the server's limit of {limit} bytes; an action "
-                "that large is not a chat turn: cut it down",
-            )
-        return self.rfile.read(length)
-
-    def _send(self, status: int, payload: Any, headers: dict[str, str]) -> None:
-        try:
-            body = _ENCODE(payload).encode()
-        except UnicodeEncodeError:  # a lone surrogate: not UTF-8, but JSON can escape it
-            body = _ENCODE_ASCII(payload).encode()
-        except (ValueError, RecursionError) as exc:  # a circular info dict
-            status = 500
-            body = _ENCODE(_error("InternalError", f"the answer is not JSON: {exc}")).encode()
-        reason = self.responses.get(status, ("",))[0]
-        lines = [
-            f"{self.protocol_version} {status} {reason}",
-            f"Server: {self.server_version}",
-            f"Date: {self.date_time_string()}",
-            "Content-Type: application/json; charset=utf-8",
-            f"Content-Length: {len(body)}",
-            *(f"{name}: {value}" for name, value in headers.items()),
-        ]
-        if self.close_connection:
-            lines.append("Connection: close")
-        # One write for the head and the body: one system call and one TCP segment.
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+def _match(method: str, target: str) -> tuple[Route, str]:
+    """The route of ``method`` on ``target``, and the environment id in it."""
+    path = target.split("?", 1)[0].rstrip("/") or "/"
+    allowed: list[str] = []
+    for route in ROUTES:
+        found = route.pattern.fullmatch(path)
+        if found is None:
+            continue
+        if route.operation.method == method:
+            return route, found.group(1) if route.pattern.groups else ""
+        allowed.append(route.operation.method)
+    if allowed:
+        methods = ", ".join(allowed)
+        shown = method if method.isascii() and method.isprintable() else repr(method)
+        raise Problem(
+            405,
+            "MethodNotAllowed",
+            f"{shown[:20]} is not allowed on {path}; use {methods}",
+            {"Allow": methods},
+        )
+    raise Problem(
+        404,
+        "UnknownPath",
+        f"no endpoint {path[:200]!r}; the endpoints are /health, /scenarios, /openapi.json, "
+        "/envs and /envs/ENV_ID[/reset|/step|/end|/episode|/oracle] (see docs/server.md)",
+    )
 
 
-class RolloutServer(ThreadingHTTPServer):
-    """The HTTP server: a thread per connection; closing it closes every environment.
+class RolloutServer(HTTPServer):
+    """The env server: :class:`~simenv.server.transport.HTTPServer` serving a :class:`RolloutApp`.
+
+    Closing it (:meth:`server_close`) also closes every environment.
 
     Attributes:
         app: The endpoints.
-        max_body_bytes: Largest request body accepted.
+        generated_token: The token made at start when none was given (to print), else None.
     """
 
-    daemon_threads = True
+    app: RolloutApp
 
-    def __init__(self, address: tuple[str, int], app: RolloutApp) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: RolloutApp,
+        *,
+        generated_token: str | None = None,
+        **transport: Any,
+    ) -> None:
         """Bind ``address`` (``(host, port)``; port 0 picks a free one) and serve ``app``."""
-        self.app = app
-        self.max_body_bytes = MAX_BODY_BYTES
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    @property
-    def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:8000``."""
-        host, port = str(self.server_address[0]), self.server_address[1]
-        shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{port}"
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Track the connection, then serve it in a thread."""
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        """Forget the connection and close it."""
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
+        check_exposure(address[0], app.auth)
+        super().__init__(address, app, max_body_bytes=MAX_BODY_BYTES, **transport)
+        self.generated_token = generated_token
 
     def server_close(self) -> None:
-        """Stop listening, end the kept-alive connections and close every environment."""
+        """Stop listening, end the connections and close every environment."""
         super().server_close()
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):  # the client may have closed it already
-                connection.shutdown(socket.SHUT_RDWR)
         self.app.envs.close_all()
 
 
@@ -420,8 +442,15 @@ def make_server(
     max_envs: int = 64,
     idle_timeout_s: float = 600.0,
     oracle: bool = False,
+    *,
+    tokens: Sequence[str] | None = None,
+    auth: bool = True,
+    workers: int = 64,
+    max_connections: int = 512,
+    request_timeout_s: float = 30.0,
+    keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
 ) -> RolloutServer:
-    """Build (and bind) a rollout server; run it with ``serve_forever()`` or :func:`serve`.
+    """Build (and bind) an env server; run it with ``serve_forever()`` or :func:`serve`.
 
     Args:
         scenarios: The scenario ids (or files) to serve; ``None`` or empty: every registered one.
@@ -432,16 +461,35 @@ def make_server(
         oracle: Serve the scenarios' gold turns at ``/envs/ENV_ID/oracle`` (for scripted
             evaluation with the Oracle policy). Off by default: an agent that reaches the
             server could read the answers.
+        tokens: The bearer tokens accepted; None: those of ``SIMENV_SERVER_TOKENS``, else one
+            generated (``server.generated_token``).
+        auth: False switches authentication off; allowed on a loopback host only.
+        workers: Threads answering requests at once (steps run there).
+        max_connections: Connections open at once (503 ``Busy`` beyond).
+        request_timeout_s: Time for a request to arrive whole (408 beyond) and be answered.
+        keepalive_timeout_s: A kept-alive connection idle this long is closed.
 
     Raises:
         RegistrationError: A scenario id cannot be found.
+        ValueError: Authentication off on a host that is not loopback, or a token too short.
     """
+    accepted, generated = resolve_tokens(tokens, auth=auth)
+    token_auth = TokenAuth(accepted)
+    check_exposure(host, token_auth)
     served: dict[str, Scenario] = {}
     for name in scenarios or registry():
         scenario = load_scenario(name)
         served[scenario.id] = scenario
     table = EnvTable(served, max_envs=max_envs, idle_timeout_s=idle_timeout_s)
-    return RolloutServer((host, port), RolloutApp(table, oracle=oracle))
+    return RolloutServer(
+        (host, port),
+        RolloutApp(table, token_auth, oracle=oracle),
+        generated_token=accepted[0] if generated else None,
+        workers=workers,
+        max_connections=max_connections,
+        request_timeout_s=request_timeout_s,
+        keepalive_timeout_s=keepalive_timeout_s,
+    )
 
 
 def serve(
@@ -453,13 +501,14 @@ def serve(
     oracle: bool = False,
     *,
     on_ready: Callable[[RolloutServer], None] | None = None,
+    **options: Any,
 ) -> None:
-    """Run a rollout server until Ctrl-C, then close every environment.
+    """Run an env server until Ctrl-C, then close every environment.
 
     Takes :func:`make_server`'s arguments; ``on_ready`` is called with the bound server before
-    it starts answering (e.g. to print its URL).
+    it starts answering (e.g. to print its URL and a generated token).
     """
-    server = make_server(scenarios, host, port, max_envs, idle_timeout_s, oracle)
+    server = make_server(scenarios, host, port, max_envs, idle_timeout_s, oracle, **options)
     try:
         if on_ready is not None:
             on_ready(server)

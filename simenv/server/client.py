@@ -9,6 +9,10 @@ so :func:`simenv.rollout` plays it with any policy, the oracle included::
     with RemoteEnv("http://127.0.0.1:8000", "support/Refunds-v1") as env:
         episode = simenv.rollout(env, Oracle(), seed=7)
 
+Every request carries ``Authorization: Bearer TOKEN``: the ``token`` argument, else the
+environment variable ``SIMENV_SERVER_TOKEN`` (a server with authentication switched off needs
+none). The environment belongs to that token: another token cannot see it.
+
 One HTTP/1.1 connection is kept open for every request of the environment; if the server
 closed it while it sat idle, the request is sent once more on a new connection.
 
@@ -18,6 +22,7 @@ server answer            raised here
 409                      :class:`~simenv.errors.ResetNeeded` (step before reset or after the end)
 400 ``ScenarioError``    :class:`~simenv.errors.ScenarioError` (a bad seed or task id)
 404 ``UnknownScenario``  :class:`~simenv.errors.RegistrationError` (the server lists its ids)
+401                      :class:`~simenv.errors.InfraError` saying the token is missing or wrong
 anything else            :class:`~simenv.errors.InfraError` (the server is unreachable, out of
                          capacity, lost the environment or failed), with the server's message
 =======================  ===========================================================
@@ -34,6 +39,7 @@ from urllib.parse import urlsplit
 import gymnasium as gym
 
 from simenv.errors import InfraError, RegistrationError, ResetNeeded, ScenarioError
+from simenv.server.auth import CLIENT_TOKEN_ENV, client_token
 from simenv.spaces import AssistantAction, ChatObservation
 from simenv.tools.base import json_default
 from simenv.types import Action, Episode, Message
@@ -71,17 +77,26 @@ class RemoteEnv(gym.Env[list[Message], Action]):
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's API
 
-    def __init__(self, base_url: str, scenario_id: str, *, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        scenario_id: str,
+        *,
+        token: str | None = None,
+        timeout_s: float = 300.0,
+    ) -> None:
         """Create an environment of ``scenario_id`` on the server at ``base_url``.
 
         Args:
             base_url: ``http://HOST:PORT`` (a path prefix is kept, for a reverse proxy).
             scenario_id: A scenario the server serves (``GET /scenarios`` lists them).
+            token: The bearer token; None reads ``SIMENV_SERVER_TOKEN`` (unset: none is sent).
             timeout_s: Seconds to wait for one answer (a step runs the tools on the server).
 
         Raises:
             RegistrationError: The server does not serve ``scenario_id``.
-            InfraError: The server cannot be reached or refused (e.g. ``max_envs`` reached).
+            InfraError: The server cannot be reached or refused (e.g. ``max_envs`` reached, or
+                the token is missing or wrong).
         """
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -91,6 +106,8 @@ class RemoteEnv(gym.Env[list[Message], Action]):
         self._host, self._port = parts.hostname, parts.port
         self._prefix = parts.path.rstrip("/")
         self.timeout_s = timeout_s
+        token = client_token(token)
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._connection: HTTPConnection | None = None
         self._reused = False
         self._closed = False
@@ -223,7 +240,9 @@ class RemoteEnv(gym.Env[list[Message], Action]):
     ) -> Any:
         """One request; the answer's JSON, or the matching simenv error (not for ``accept``)."""
         body = None if payload is None else _encode(payload)
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = dict(self._auth)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         for _ in range(2):
             connection, reused = self._connect(), self._reused
             try:
@@ -266,6 +285,9 @@ class RemoteEnv(gym.Env[list[Message], Action]):
         kind = str(error.get("type", "")) if isinstance(error, dict) else ""
         message = str(error.get("message", "")) if isinstance(error, dict) else ""
         text = f"{message or data[:200]!r} ({method} {self.base_url}{path}: HTTP {status})"
+        if status == 401:
+            how = f"pass token= or set {CLIENT_TOKEN_ENV}" if not self._auth else "check it"
+            raise InfraError(f"the server refused the token: {text}; {how}")
         if status == 409:
             raise ResetNeeded(text)
         if kind == "ScenarioError":

@@ -6,6 +6,10 @@ so concurrent requests on one environment are serialised while different environ
 parallel), closes it on ``DELETE``, and closes those idle longer than ``idle_timeout_s``. Idle
 environments are looked for at the start of every request, so no extra thread is needed.
 
+Each environment has an owner (the principal of the token that created it, see
+:mod:`simenv.server.auth`); every lookup names the owner, and an environment of another owner
+is reported exactly as one that does not exist, so ids cannot be probed.
+
 Failures a client can act on are raised as :class:`Problem`, which carries the HTTP status, a
 short type name and a message that says what happened and how to fix it.
 """
@@ -28,6 +32,7 @@ import gymnasium as gym
 from simenv.env import MultiTurnEnv
 from simenv.registration import make
 from simenv.scenario import Scenario
+from simenv.server.auth import ANONYMOUS
 from simenv.types import Action, Message
 
 __all__ = ["EnvTable", "LiveEnv", "Problem"]
@@ -64,6 +69,7 @@ class LiveEnv:
         env_id: The id clients name it by.
         scenario: Its scenario.
         env: The environment from :func:`simenv.make`.
+        owner: The principal that created it; only it can use it.
         last_used: Clock time at which the last request on it ended.
         lock: Held by the request using it.
         busy: Requests using it or waiting for it (an environment in use is never reaped).
@@ -73,6 +79,7 @@ class LiveEnv:
     env_id: str
     scenario: Scenario
     env: gym.Env[list[Message], Action]
+    owner: str
     last_used: float
     lock: threading.Lock = field(default_factory=threading.Lock)
     busy: int = 0
@@ -113,7 +120,7 @@ class EnvTable:
         self.idle_timeout_s = idle_timeout_s
         self.clock = clock
         self._live: dict[str, LiveEnv] = {}
-        self._gone: OrderedDict[str, str] = OrderedDict()
+        self._gone: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (owner, why)
         self._pending = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -123,8 +130,13 @@ class EnvTable:
         with self._lock:
             return len(self._live)
 
-    def create(self, scenario_id: str) -> LiveEnv:
-        """Make an environment of a served scenario and add it to the table.
+    def owned(self, owner: str) -> list[LiveEnv]:
+        """The live environments of ``owner``, oldest first."""
+        with self._lock:
+            return [e for e in self._live.values() if e.owner == owner]
+
+    def create(self, scenario_id: str, owner: str = ANONYMOUS) -> LiveEnv:
+        """Make an environment of a served scenario, owned by ``owner``, and add it to the table.
 
         Raises:
             Problem: 404 for a scenario not served here, 429 when ``max_envs`` are live.
@@ -155,7 +167,7 @@ class EnvTable:
         finally:
             with self._lock:
                 self._pending -= 1
-        entry = LiveEnv(secrets.token_hex(8), scenario, env, self.clock())
+        entry = LiveEnv(secrets.token_hex(8), scenario, env, owner, self.clock())
         with self._lock:
             if not self._closed:
                 self._live[entry.env_id] = entry
@@ -164,38 +176,40 @@ class EnvTable:
         raise self._closing()
 
     @contextmanager
-    def use(self, env_id: str) -> Iterator[LiveEnv]:
-        """Hold the environment ``env_id`` for one request (its lock held throughout).
+    def use(self, env_id: str, owner: str = ANONYMOUS) -> Iterator[LiveEnv]:
+        """Hold ``owner``'s environment ``env_id`` for one request (its lock held throughout).
 
         Raises:
-            Problem: 404 when no such environment is live (never created, deleted or reaped).
+            Problem: 404 when ``owner`` has no such environment live (never created, deleted,
+                reaped, or another owner's).
         """
         with self._lock:
             entry = self._live.get(env_id)
-            if entry is None:
-                raise self._missing(env_id)
+            if entry is None or entry.owner != owner:
+                raise self._missing(env_id, owner)
             entry.busy += 1
         try:
             with entry.lock:
                 if entry.closed:  # deleted while this request waited for it
-                    raise self._missing(env_id)
+                    raise self._missing(env_id, owner)
                 yield entry
         finally:
             with self._lock:
                 entry.busy -= 1
                 entry.last_used = self.clock()
 
-    def delete(self, env_id: str) -> None:
-        """Close the environment ``env_id`` (its sandbox, database or container is released).
+    def delete(self, env_id: str, owner: str = ANONYMOUS) -> None:
+        """Close ``owner``'s environment ``env_id`` (its sandbox, database or container).
 
         Raises:
-            Problem: 404 when no such environment is live.
+            Problem: 404 when ``owner`` has no such environment live.
         """
         with self._lock:
-            entry = self._live.pop(env_id, None)
-            if entry is None:
-                raise self._missing(env_id)
-            self._remember(env_id, "was deleted (DELETE /envs/ENV_ID)")
+            entry = self._live.get(env_id)
+            if entry is None or entry.owner != owner:
+                raise self._missing(env_id, owner)
+            del self._live[env_id]
+            self._remember(entry, "was deleted (DELETE /envs/ENV_ID)")
         self._close(entry)
 
     def reap(self) -> int:
@@ -210,7 +224,7 @@ class EnvTable:
             for entry in idle:
                 del self._live[entry.env_id]
                 self._remember(
-                    entry.env_id,
+                    entry,
                     f"was closed after {now - entry.last_used:.0f} s without a request (the "
                     f"server closes environments idle for over {self.idle_timeout_s:g} s; "
                     "start it with a longer --idle-timeout if clients pause that long)",
@@ -243,15 +257,17 @@ class EnvTable:
                 entry.closed = True
                 entry.env.close()
 
-    def _remember(self, env_id: str, reason: str) -> None:
-        self._gone[env_id] = reason
+    def _remember(self, entry: LiveEnv, reason: str) -> None:
+        self._gone[entry.env_id] = (entry.owner, reason)
         while len(self._gone) > _REMEMBERED:
             self._gone.popitem(last=False)
 
-    def _missing(self, env_id: str) -> Problem:
-        reason = self._gone.get(env_id)
+    def _missing(self, env_id: str, owner: str) -> Problem:
+        gone_owner, reason = self._gone.get(env_id, ("", ""))
         if self._closed:
             return self._closing()
+        if gone_owner != owner:  # another token's: told exactly what an unknown id is told
+            reason = ""
         why = f"it {reason}" if reason else "it was never created here, or the server restarted"
         return Problem(
             404,

@@ -27,6 +27,7 @@ from simenv.rollouts.jobs import Job
 from simenv.rollouts.policies.base import Conversation
 from simenv.rollouts.pools import StepResult, step_envs
 from simenv.scenario import Scenario
+from simenv.server.auth import CLIENT_TOKEN_ENV, client_token
 from simenv.server.client import RemoteEnv
 from simenv.types import Action, Episode
 
@@ -41,6 +42,7 @@ class RemotePool:
         scenario: The scenario (or its id); the server must serve it.
         workers: Threads stepping environments at once (each step waits on the network).
         timeout_s: Seconds to wait for one answer of the server.
+        token: The bearer token; None reads ``SIMENV_SERVER_TOKEN``.
 
     Attributes:
         capacity: How many more environments the server took when the pool was made
@@ -57,13 +59,15 @@ class RemotePool:
         scenario: Scenario | str,
         workers: int = 16,
         timeout_s: float = 300.0,
+        token: str | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.base_url = base_url
         self.scenario_id = scenario if isinstance(scenario, str) else scenario.id
         self.timeout_s = timeout_s
-        self.capacity = _capacity(base_url, timeout_s)
+        self.token = client_token(token)
+        self.capacity = _capacity(base_url, timeout_s, self.token)
         self._free: list[RemoteEnv] = []
         self._all: list[RemoteEnv] = []
         self._threads = ThreadPoolExecutor(workers) if workers > 1 else None
@@ -85,7 +89,7 @@ class RemotePool:
         return env, Conversation(list(observation), info, None, oracle=env.oracle)
 
     def _new(self) -> RemoteEnv:
-        env = RemoteEnv(self.base_url, self.scenario_id, timeout_s=self.timeout_s)
+        env = RemoteEnv(self.base_url, self.scenario_id, token=self.token, timeout_s=self.timeout_s)
         self._all.append(env)
         return env
 
@@ -136,13 +140,23 @@ class RemotePool:
                 raise  # else the error that ended the block is the one to see
 
 
-def _capacity(base_url: str, timeout_s: float) -> int:
+def _capacity(base_url: str, timeout_s: float, token: str | None) -> int:
     """How many more environments the server takes now: ``max_envs - live`` (``GET /health``)."""
     url = base_url.rstrip("/") + "/health"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout_s
+        ) as response:
             answer = json.loads(response.read())
         free = int(answer["max_envs"]) - int(answer.get("live", 0))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            how = "check it" if token else f"pass token= or set {CLIENT_TOKEN_ENV}"
+            raise InfraError(
+                f"the server at {base_url} refused the token (HTTP 401); {how}"
+            ) from exc
+        raise InfraError(f"cannot read {url}: HTTP {exc.code}") from exc
     except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError) as exc:
         raise InfraError(
             f"cannot read {url} ({type(exc).__name__}: {exc}); is `simenv serve` running there?"
