@@ -84,13 +84,17 @@ def check(url: str, a: str, b: str, envs: int) -> dict[str, Any]:
         for method, template, body in [
             *ROUTES,
             ("GET", "/envs", None),
-            ("GET", "/health", None),
+            ("GET", "/scenarios", None),
             ("POST", "/envs", {"scenario": SCENARIO}),
         ]:
             tried += 1
             status, headers, answer = call(url, token, method, template.format(owned[0]), body)
             if status != 401 or "www-authenticate" not in headers:
                 leaks.append(f"token {token!r} {method} {template}: {status} {answer}")
+    tried += 1  # the one open route: liveness only, nothing about anyone's environments
+    status, _, answer = call(url, None, "GET", "/health", None)
+    if status != 200 or set(answer) != {"ok", "simenv"}:
+        leaks.append(f"GET /health without a token: {status} {answer}")
     for env_id in owned:
         call(url, a, "DELETE", f"/envs/{env_id}")
     return {

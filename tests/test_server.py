@@ -607,7 +607,9 @@ def test_simenv_serve_answers_health_and_stops_cleanly(stop: signal.Signals) -> 
             assert printed, "no token was generated and printed"
             token = printed.group(1)
             health = {"ok": True, "simenv": simenv.__version__, "max_envs": 4, "live": 0}
-            assert request(url, "GET", "/health")[0] == 401
+            liveness = {"ok": True, "simenv": simenv.__version__}
+            assert request(url, "GET", "/health") == (200, liveness)  # a probe needs no token
+            assert request(url, "GET", "/scenarios")[0] == 401
             assert request(url, "GET", "/health", token=token) == (200, health)
             with RemoteEnv(url, REFUNDS, token=token) as env:  # deleted before the server stops
                 env.reset(seed=1)
@@ -944,7 +946,7 @@ def guarded(probe: str) -> Iterator[RolloutServer]:
 
 def test_requests_without_a_valid_token_are_401s(guarded: RolloutServer) -> None:
     for token, fault in [(None, ""), ("x" * 30, 'error="invalid_token"')]:
-        for method, path in [("GET", "/health"), ("POST", "/envs"), ("GET", "/nothing")]:
+        for method, path in [("GET", "/scenarios"), ("POST", "/envs"), ("GET", "/nothing")]:
             status, headers, body = exchange(guarded.url, method, path, {}, token)
             assert status == 401 and json.loads(body)["error"]["type"] == "Unauthorized"
             assert headers["www-authenticate"].startswith('Bearer realm="simenv"')
@@ -1074,3 +1076,14 @@ def test_every_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatc
 def test_the_cross_token_check_finds_no_leak() -> None:
     figures = _bench("server_tokens.py", "--envs", "3")
     assert figures["leaks"] == 0 and figures["requests_checked"] >= 40, figures["examples"]
+
+
+def test_health_without_a_token_is_liveness_only() -> None:
+    with running(make_server([REFUNDS], port=0, tokens=[TOKEN_A])) as server:
+        liveness = {"ok": True, "simenv": simenv.__version__}
+        assert request(server.url, "GET", "/health") == (200, liveness)
+        status, answer = request(server.url, "GET", "/health", token=TOKEN_A)
+        assert status == 200 and answer["max_envs"] > 0 and answer["live"] == 0
+        assert request(server.url, "GET", "/health", token=TOKEN_B)[0] == 401  # wrong: refused
+        assert request(server.url, "GET", "/scenarios")[0] == 401  # only /health is open
+        assert request(server.url, "GET", "/envs")[0] == 401

@@ -179,7 +179,12 @@ class RolloutApp:
     def respond(self, request: Request) -> Response:
         """Answer one request; every failure becomes a JSON error with its status."""
         try:
-            owner = self.auth.principal(request.headers.get("authorization"))
+            credentials = request.headers.get("authorization")
+            open_probe = request.method == "GET" and request.path == "/health"
+            if credentials is None and open_probe and self.auth.required:
+                # liveness for a load balancer's probe: no token needed, nothing about the envs
+                return Response(200, {"ok": True, "simenv": __version__})
+            owner = self.auth.principal(credentials)
             self.envs.reap()
             route, env_id = _match(request.method, request.path)
             status, payload = route.handler(self, Call(env_id, request.body, owner))

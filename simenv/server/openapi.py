@@ -295,6 +295,11 @@ def document(operations: Iterable[Operation], version: str) -> dict[str, Any]:
             ).replace("}", ""),
             "responses": responses,
         }
+        if op.path == "/health":
+            entry["security"] = [{}, {"bearer": []}]  # liveness without a token
+            entry["description"] = (
+                "Without a token: liveness only ({'ok', 'simenv'}); with one, also the capacity."
+            )
         if "{env_id}" in op.path:
             entry["parameters"] = [
                 {
