@@ -20,7 +20,8 @@ exception name in ``x-amzn-ErrorType`` and ``{"Message"}``.
 
 Admin plane (``Authorization: Bearer ADMIN_KEY``): ``POST /admin/trajectories`` (201
 ``{"trajectory_id", "key", ...}``), ``GET /admin/trajectories[?state=S]``,
-``GET|DELETE /admin/trajectories/ID``,
+``GET|DELETE /admin/trajectories/ID``, ``POST /admin/trajectories/ID/complete``
+(``{"status", "client_token"}``) and ``.../reward`` (``{"rewards", "client_token"}``),
 ``POST /admin/pause`` (``{"wait_s"}``), ``POST /admin/resume``, ``PUT /admin/policy-version``
 (``{"version"}``), ``POST /admin/take`` (``{"limit"}``: rewarded and failed episodes).
 
@@ -61,6 +62,7 @@ JOB_RUNTIME = frozenset(
 )
 _PREFIX = re.compile(r"^/trajectories/([^/]{1,256})(/v1/.*)$")
 _ADMIN_ONE = re.compile(r"^/admin/trajectories/([^/]{1,256})$")
+_ADMIN_ACT = re.compile(r"^/admin/trajectories/([^/]{1,256})/(complete|reward)$")
 
 
 class _Status(GatewayError):
@@ -320,6 +322,23 @@ class _Handler(BaseHTTPRequestHandler):
         fields = _json(body) if body else {}
         if not isinstance(fields, dict):
             raise Invalid("the body must be a JSON object")
+        act = _ADMIN_ACT.match(path)
+        if act:  # the trainer completes and rewards for an agent that cannot (OpenAI-only)
+            self._method(method, "POST")
+            token = fields.get("client_token")
+            if token is not None and not isinstance(token, str):
+                raise Invalid("client_token must be a string")
+            if act.group(2) == "complete":
+                status = fields.get("status", "ready")
+                if status not in ("ready", "failed"):
+                    raise Invalid("status must be 'ready' or 'failed'")
+                gateway.complete(act.group(1), status, token)
+            else:
+                rewards = fields.get("rewards")
+                if not isinstance(rewards, list) or not all(_is_number(r) for r in rewards):
+                    raise Invalid("rewards must be a list of numbers")
+                gateway.reward(act.group(1), [float(r) for r in rewards], token)
+            return _Answer(payload=gateway.store.get(act.group(1)).summary())
         routes: dict[str, Callable[[dict[str, Any]], Any]] = {
             "/admin/pause": lambda f: _pause(gateway, f),
             "/admin/resume": lambda f: _resume(gateway),
