@@ -35,6 +35,7 @@ from gateway_support import (  # noqa: E402
 )
 
 import simenv  # noqa: E402
+from simenv.rollouts.store import read_episodes  # noqa: E402
 from simenv.server.gateway import (  # noqa: E402
     Gateway,
     GatewayServer,
@@ -569,3 +570,64 @@ def test_64_concurrent_trajectories_from_another_process_never_cross(
             others = {m for m in range(64) if f"marker-{m} " in text}
             assert others == {n}
         assert episode.metadata["gateway"]["segments"] == 1
+
+
+# ----------------------------------------------------------------------------- the command
+def test_the_gateway_command_serves_a_saved_model_and_refuses_open_binds(tmp_path: Path) -> None:
+    model, tokenizer = tiny()
+    model.save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    simenv_bin = str(Path(sys.executable).with_name("simenv"))
+    refused = subprocess.run(
+        [simenv_bin, "gateway", "--model", str(tmp_path / "tiny"), "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert refused.returncode == 2 and "beyond loopback" in refused.stderr
+    process = subprocess.Popen(
+        [
+            simenv_bin,
+            "gateway",
+            "--model",
+            str(tmp_path / "tiny"),
+            "--port",
+            "0",
+            "--admin-key",
+            ADMIN_KEY,
+            "--out",
+            str(tmp_path / "episodes.jsonl"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        url = banner.split(" on ")[1].split()[0]
+        with urllib.request.urlopen(url + "/health", timeout=30) as answer:
+            assert json.loads(answer.read())["ok"]
+        request = urllib.request.Request(
+            url + "/admin/trajectories", b"{}", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            made = json.loads(answer.read())
+        agent = openai.OpenAI(base_url=url + "/v1", api_key=made["key"], max_retries=0)
+        agent.chat.completions.create(
+            model="t", messages=[{"role": "user", "content": "x"}], max_tokens=2
+        )
+        request = urllib.request.Request(
+            url + f"/admin/trajectories/{made['trajectory_id']}/complete",
+            b'{"status": "failed"}',
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        urllib.request.urlopen(request, timeout=30).close()
+    finally:
+        process.terminate()
+        process.wait(30)
+        if process.stdout is not None:
+            process.stdout.close()
+    [episode] = read_episodes(tmp_path / "episodes.jsonl")
+    assert not episode.valid and len(episode.metadata["turns"]) == 1

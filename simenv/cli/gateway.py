@@ -70,9 +70,16 @@ def gateway(
         load_tokenizer,
         make_server,
     )
+    from simenv.server.gateway.http import is_loopback
 
     if (model is None) == (upstream is None):
         raise fail("give exactly one of --model DIR and --upstream URL")
+    if not is_loopback(host) and not (admin_key and aws_access_key_id and aws_secret_access_key):
+        raise fail(
+            f"refusing to listen on {host}: beyond loopback the gateway needs an admin key and "
+            "AWS credentials given explicitly (--admin-key, --aws-access-key-id, "
+            "--aws-secret-access-key)"
+        )
     try:
         if model is not None:
             from simenv.rollouts.policies import HF

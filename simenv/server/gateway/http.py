@@ -38,7 +38,9 @@ import ipaddress
 import json
 import math
 import re
+import socket
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -481,6 +483,8 @@ class GatewayServer(HTTPServer):
     def __init__(self, address: tuple[str, int], gateway: Gateway, max_workers: int = 256) -> None:
         self.gateway = gateway
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="gateway-http")
+        self._open: set[Any] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
 
     @property
@@ -494,17 +498,25 @@ class GatewayServer(HTTPServer):
         self._pool.submit(self._work, request, client_address)
 
     def _work(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
         try:
             self.finish_request(request, client_address)
         except Exception:
             self.handle_error(request, client_address)
         finally:
+            with self._open_lock:
+                self._open.discard(request)
             self.shutdown_request(request)
 
     def server_close(self) -> None:
-        """Stop listening, stop the pool, close the episode file."""
+        """Stop listening, end kept-alive connections, stop the pool, close the episode file."""
         super().server_close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._open_lock:
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self.gateway.close()
 
 
