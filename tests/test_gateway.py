@@ -631,3 +631,40 @@ def test_the_gateway_command_serves_a_saved_model_and_refuses_open_binds(tmp_pat
             process.stdout.close()
     [episode] = read_episodes(tmp_path / "episodes.jsonl")
     assert not episode.valid and len(episode.metadata["turns"]) == 1
+
+
+# ----------------------------------------------------------------------------- the docs' examples
+EXAMPLES = Path(__file__).parents[1] / "docs" / "examples"
+
+
+@pytest.mark.parametrize("example", ["gateway_openai_agent.py", "gateway_boto3_agent.py"])
+def test_the_docs_examples_run_against_a_gateway(example: str) -> None:
+    service = Gateway(hf_policy(max_new_tokens=24), admin_key=ADMIN_KEY, aws=AWS)
+    with running(service) as server:
+        environment = {
+            "PATH": "/usr/bin:/bin",
+            "SIMENV_GATEWAY": server.url,
+            "SIMENV_GATEWAY_ADMIN_KEY": ADMIN_KEY,
+            "AWS_ACCESS_KEY_ID": AWS.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": AWS.secret_access_key,
+        }
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLES / example)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=environment,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.count(": reward ") + result.stdout.count("turns, reward ") == 2
+        episodes = server.gateway.take()
+    assert len(episodes) == 2 and all(e.valid and e.turns >= 1 for e in episodes)
+    assert all(e.scenario_id == SCENARIO for e in episodes)
+    if example == "gateway_boto3_agent.py":
+        assert result.stdout.count("as expected: ConflictException") == 2
+
+
+def test_the_gateway_page_shows_both_examples_verbatim() -> None:
+    page = (EXAMPLES.parent / "gateway.md").read_text()
+    for example in ("gateway_openai_agent.py", "gateway_boto3_agent.py"):
+        assert f"```python\n{(EXAMPLES / example).read_text()}```" in page, example
