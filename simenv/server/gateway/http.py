@@ -149,31 +149,41 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, answer: _Answer) -> None:
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
         if answer.stream is None:
-            data = json.dumps(answer.payload, ensure_ascii=False).encode()
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._write(
+                answer.status, {"Content-Type": answer.content_type}, _encode(answer.payload)
+            )
             return
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
+        headers = {
+            "Content-Type": answer.content_type,
+            "Transfer-Encoding": "chunked",
+            "Cache-Control": "no-cache",
+        }
+        self._write(answer.status, headers, None)
         for chunk in answer.stream:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         self.wfile.write(b"0\r\n\r\n")
 
+    def _write(self, status: int, headers: dict[str, str], body: bytes | None) -> None:
+        """The head and the body in one write: one system call, one TCP segment."""
+        reason = self.responses.get(status, ("",))[0]
+        lines = [
+            f"{self.protocol_version} {status} {reason}",
+            f"Server: simenv-gateway/{__version__}",
+            f"Date: {self.date_time_string()}",
+            *(f"{name}: {value}" for name, value in headers.items()),
+        ]
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + (body or b""))
+
     def _send_error(self, exc: GatewayError, aws: bool) -> None:
-        data = json.dumps(exc.aws_body() if aws else exc.openai_body()).encode()
+        headers = {**exc.headers(), "Content-Type": "application/json"}
         with contextlib.suppress(OSError):
-            self.send_response(exc.status)
-            for name, value in exc.headers().items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._write(exc.status, headers, _encode(exc.aws_body() if aws else exc.openai_body()))
 
     # ----------------------------------------------------------------- routing
     def _route(self, method: str, path: str, body: bytes) -> _Answer:
@@ -354,6 +364,13 @@ class _Handler(BaseHTTPRequestHandler):
         return _Answer(payload=routes[path](fields))
 
 
+def _encode(payload: Any) -> bytes:
+    try:
+        return json.dumps(payload, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate: JSON's \\u escapes carry it
+        return json.dumps(payload).encode()
+
+
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -500,6 +517,8 @@ class GatewayServer(HTTPServer):
     def _work(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
             self._open.add(request)
+        with contextlib.suppress(OSError):  # no Nagle delay on small answers
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self.finish_request(request, client_address)
         except Exception:
