@@ -19,7 +19,7 @@ from typing import Any
 
 from simenv.parsing import parse_action
 from simenv.server.gateway.errors import Invalid
-from simenv.server.gateway.policy import Params, Policy, Sampled
+from simenv.server.gateway.policy import Policy, Sampled
 from simenv.server.gateway.trajectories import Completed
 from simenv.types import Message
 
@@ -35,7 +35,9 @@ class ChatRequest:
     messages: list[Message]
     tools: list[Any] | None
     tool_choice: Any
-    params: Params
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
     stop: tuple[str, ...]
     stream: bool
     include_usage: bool
@@ -46,10 +48,10 @@ class ChatRequest:
     raw: dict[str, Any]
 
 
-def _number(body: dict[str, Any], name: str, low: float, high: float, default: float) -> float:
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
     value = body.get(name)
     if value is None:
-        return default
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise Invalid(f"{name} must be a number in [{low}, {high}], got {str(value)[:40]}")
     return float(value)
@@ -177,16 +179,13 @@ def parse_request(body: Any) -> ChatRequest:
         isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20
     ):
         raise Invalid("top_logprobs must be an integer in [0, 20]")
-    params = Params(
-        temperature=_number(body, "temperature", 0.0, 2.0, 1.0),
-        top_p=_number(body, "top_p", 1e-9, 1.0, 1.0),
-        max_tokens=max_tokens or 0,
-    )
     return ChatRequest(
         messages=checked,
         tools=_tools(body),
         tool_choice=_tool_choice(body),
-        params=params,
+        temperature=_number(body, "temperature", 0.0, 2.0),
+        top_p=_number(body, "top_p", 1e-9, 1.0),
+        max_tokens=max_tokens,
         stop=stops,
         stream=_flag(body, "stream"),
         include_usage=bool((options or {}).get("include_usage")),

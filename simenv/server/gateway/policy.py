@@ -79,6 +79,9 @@ class Policy:
         name: The model name the gateway serves (``GET /v1/models``).
         stop_ids: End-of-turn ids (default: the tokenizer's EOS).
         max_context_tokens: Longest prompt + completion accepted (400 beyond).
+        max_tokens: Completion length when neither the request nor the trajectory sets one.
+        temperature: Sampling temperature when neither sets one.
+        top_p: Nucleus mass when neither sets one.
     """
 
     def __init__(
@@ -88,6 +91,9 @@ class Policy:
         name: str = "simenv-policy",
         stop_ids: Sequence[int] | None = None,
         max_context_tokens: int = 32_768,
+        max_tokens: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
     ) -> None:
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError("the tokenizer has no chat template; set tokenizer.chat_template")
@@ -99,15 +105,25 @@ class Policy:
         if not self.stop_ids:
             raise ValueError("the tokenizer has no eos_token; give stop_ids")
         self.max_context_tokens = max_context_tokens
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.top_p = top_p
 
     @classmethod
     def from_hf(cls, hf: Any, name: str | None = None, **kwargs: Any) -> Policy:
-        """The in-process HF policy (``simenv.rollouts.policies.HF``) behind the gateway."""
+        """The in-process HF policy (``simenv.rollouts.policies.HF``) behind the gateway.
+
+        Its ``max_new_tokens``, temperature and ``top_p`` are the defaults of calls that set
+        none (the trajectory's sampling, then the request's, come first).
+        """
         return cls(
             hf.tokenizer,
             HFSampler(hf, **kwargs),
             name or hf.name,
             stop_ids=sorted(hf.stop_ids),
+            max_tokens=hf.max_new_tokens,
+            temperature=hf.temperature,
+            top_p=hf.top_p,
         )
 
     def render(self, messages: list[Message], tools: list[Any] | None) -> str:

@@ -25,10 +25,7 @@ from simenv.server.gateway.sigv4 import AwsCredentials
 from simenv.server.gateway.trajectories import Limits, Trajectory, TrajectoryStore
 from simenv.types import Episode
 
-__all__ = ["DEFAULT_MAX_TOKENS", "Gateway"]
-
-DEFAULT_MAX_TOKENS = 256
-"""Completion length when neither the request nor the trajectory sets one."""
+__all__ = ["Gateway"]
 
 JOB_ARN = (
     r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:job/[a-zA-Z0-9_\-]+/"
@@ -180,14 +177,16 @@ class Gateway:
         return completion_body(policy, request, done, prompt, call_id)
 
     def _params(self, trajectory: Trajectory, request: ChatRequest, room: int) -> Params:
-        fixed = trajectory.sampling
-        asked = request.params
-        max_tokens = asked.max_tokens or int(fixed.get("max_tokens", DEFAULT_MAX_TOKENS))
+        """The trajectory's sampling, else the request's, else the policy's defaults."""
+        fixed, policy = trajectory.sampling, self.policy
+        max_tokens = request.max_tokens or int(fixed.get("max_tokens", policy.max_tokens))
         if "max_tokens" in fixed:
             max_tokens = min(max_tokens, int(fixed["max_tokens"]))
+        temperature = request.temperature if request.temperature is not None else policy.temperature
+        top_p = request.top_p if request.top_p is not None else policy.top_p
         return Params(
-            temperature=float(fixed.get("temperature", asked.temperature)),
-            top_p=float(fixed.get("top_p", asked.top_p)),
+            temperature=float(fixed.get("temperature", temperature)),
+            top_p=float(fixed.get("top_p", top_p)),
             max_tokens=max(1, min(max_tokens, room)),
         )
 
