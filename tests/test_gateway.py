@@ -459,15 +459,17 @@ def test_bad_input_is_never_a_5xx(gateway: GatewayServer) -> None:
     agent = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     boss = {"Authorization": f"Bearer {ADMIN_KEY}"}
     statuses = []
+    chat = [_raw(gateway, "POST", "/v1/chat/completions", body, agent) for body in BAD_BODIES]
+    assert chat[-2:] == [200, 200] and set(chat[:-2]) == {400}, chat  # surrogates, non-ASCII
     for body in BAD_BODIES:
-        statuses.append(_raw(gateway, "POST", "/v1/chat/completions", body, agent))
         statuses.append(_raw(gateway, "POST", "/admin/trajectories", body, boss))
         statuses.append(_raw(gateway, "POST", f"/admin/trajectories/{tid}/reward", body, boss))
-        statuses.append(_raw(gateway, "POST", "/admin/pause", body, boss))
         statuses.append(_raw(gateway, "PUT", "/admin/policy-version", body, boss))
         statuses.append(_raw(gateway, "POST", "/admin/take", body, boss))
         for path in ("/sample", "/complete-rollout", "/update-reward"):
             statuses.append(_raw(gateway, "POST", path, body, {}))
+    for body in BAD_BODIES:  # last: a body without "wait_s" pauses the gateway
+        statuses.append(_raw(gateway, "POST", "/admin/pause", body, boss))
     admin(gateway, "POST", "/admin/resume", {})
     for method, path in [
         ("GET", "/nope"),
@@ -492,6 +494,11 @@ def test_bad_input_is_never_a_5xx(gateway: GatewayServer) -> None:
         client(gateway, "x").chat.completions.create(
             model="t", messages=[{"role": "user", "content": "x"}]
         )
+
+
+def test_null_fields_take_their_defaults(gateway: GatewayServer) -> None:  # found by fuzzing
+    status, body = admin(gateway, "POST", "/admin/trajectories", {"max_turns": None, "seed": None})
+    assert status == 201 and body["max_turns"] == 8
 
 
 def test_too_many_live_trajectories_is_402() -> None:

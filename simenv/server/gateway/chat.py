@@ -68,7 +68,7 @@ def _flag(body: dict[str, Any], name: str) -> bool:
 
 def _content(message: dict[str, Any], k: int) -> Message:
     role = message.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise Invalid(f"messages[{k}].role must be one of {sorted(ROLES)}, got {str(role)[:40]!r}")
     content = message.get("content")
     if isinstance(content, list):  # content parts: only text is understood

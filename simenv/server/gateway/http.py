@@ -418,7 +418,7 @@ def _create(gateway: Gateway, fields: Any) -> tuple[Trajectory, str]:
     }
     values: dict[str, Any] = {}
     for name, default in ints.items():
-        value = fields.get(name, default)
+        value = default if fields.get(name) is None else fields[name]
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise Invalid(f"{name} must be an integer")
         values[name] = value

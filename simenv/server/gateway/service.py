@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from simenv.parsing import REPLACEMENT
 from simenv.rollouts.store import EpisodeStore
 from simenv.server.gateway.chat import ChatRequest, completion_body, finish, parse_request
 from simenv.server.gateway.errors import Invalid, NotFound, Throttled
@@ -32,6 +33,9 @@ JOB_ARN = (
     r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
 )
 """The service model's pattern of ``X-Amzn-SageMaker-Job-Arn``."""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Gateway:
@@ -155,6 +159,7 @@ class Gateway:
             rendered = policy.render(messages, tools)
         except Exception as exc:  # the template refused these messages (jinja raised)
             raise Invalid(f"the chat template cannot render these messages: {exc}") from None
+        rendered = _SURROGATE.sub(REPLACEMENT, rendered)  # not UTF-8: no tokenizer takes it
         segment, prompt = trajectory.prompt(rendered, policy.encode)
         limit = trajectory.limits.max_context_tokens or policy.max_context_tokens
         if len(prompt) >= limit:
