@@ -268,6 +268,14 @@ def test_upstream_tool_calls_fresh_ids_and_one_segment(
         "arguments": '{"order_id":"O-1"}',
     }
     assert actions[0]["content"] == "Let me look."
+    first = episode.steps[0]  # the call, and its result as the agent reported it next turn
+    assert [(c.name, c.arguments) for c in first.tool_calls] == [
+        ("lookup_order", {"order_id": "O-1"})
+    ]
+    assert [(r.tool_call_id, r.content, r.provenance) for r in first.tool_results] == [
+        (ids[0], '{"total": 5}', "agent")
+    ]
+    assert episode.steps[1].tool_calls == () and episode.steps[1].tool_results == ()
     assert actions[1] == {"role": "assistant", "content": "<tool_call>{not json</tool_call>"}
     assert [t["finish_reason"] for t in episode.metadata["turns"]] == ["tool_calls", "stop", "stop"]
 

@@ -29,6 +29,7 @@ turn is kept without the messages that the previous request already held.
 from __future__ import annotations
 
 import hmac
+import json
 import math
 import secrets
 import threading
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simenv.server.gateway.errors import Conflict, Denied, Invalid, NotFound, Quota, Throttled
-from simenv.types import Episode, Message, Step
+from simenv.types import Episode, Message, Step, ToolCall, ToolResult
 
 __all__ = ["Limits", "Segment", "Trajectory", "TrajectoryStore", "Turn"]
 
@@ -249,8 +250,16 @@ class Trajectory:
         turns = []
         for k, turn in enumerate(self.turns):
             prompt, completion = self.turn_ids(k)
+            later = self.turns[k + 1].request["messages"] if k + 1 < len(self.turns) else []
+            calls, results = _calls_and_results(turn.response, later)
             steps.append(
-                Step(turn=k + 1, action=dict(turn.response), reward=rewards[k], terminated=False)
+                Step(
+                    turn=k + 1,
+                    action=dict(turn.response),
+                    tool_calls=calls,
+                    tool_results=results,
+                    reward=rewards[k],
+                )
             )
             turns.append(
                 {
@@ -327,6 +336,39 @@ class Completed:
     finish_reason: str
     message: Message
     policy_version: int | str
+
+
+def _calls_and_results(
+    response: Message, later: Sequence[Any]
+) -> tuple[tuple[ToolCall, ...], tuple[ToolResult, ...]]:
+    """A turn's tool calls, and their results as the agent reported them in its next request.
+
+    The agent ran the tools itself: a result is the ``role: "tool"`` message with the call's
+    id that the next request added (provenance ``agent``); a call it never answered has none.
+    """
+    calls = []
+    for entry in response.get("tool_calls") or ():
+        function = entry.get("function", {})
+        try:
+            arguments = json.loads(function.get("arguments") or "{}")
+        except ValueError:
+            arguments = {}
+        calls.append(
+            ToolCall(
+                entry["id"],
+                str(function.get("name", "")),
+                arguments if isinstance(arguments, dict) else {},
+            )
+        )
+    answered = {
+        m.get("tool_call_id"): m for m in later if isinstance(m, dict) and m.get("role") == "tool"
+    }
+    results = tuple(
+        ToolResult(c.id, c.name, str(answered[c.id].get("content", "")), provenance="agent")
+        for c in calls
+        if c.id in answered
+    )
+    return tuple(calls), results
 
 
 def _version(scenario_id: str) -> int:
