@@ -648,6 +648,58 @@ def test_the_gateway_command_serves_a_saved_model_and_refuses_open_binds(tmp_pat
     assert not episode.valid and len(episode.metadata["turns"]) == 1
 
 
+def test_the_gateway_command_serves_an_upstream_server(tmp_path: Path) -> None:
+    _, tokenizer = tiny()
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    simenv_bin = str(Path(sys.executable).with_name("simenv"))
+    with standin() as stand:
+        stand.script = ["from the stand-in"]
+        command = [
+            simenv_bin,
+            "gateway",
+            "--upstream",
+            stand.url,
+            "--tokenizer",
+            str(tmp_path / "tokenizer"),
+            "--served-model",
+            "tiny-up",
+            "--port",
+            "0",
+            "--admin-key",
+            ADMIN_KEY,
+        ]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin"}
+        )
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().split(" on ")[1].split()[0]
+            request = urllib.request.Request(
+                url + "/admin/trajectories", b"{}", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+            )
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                key = json.loads(answer.read())["key"]
+            agent = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+            answer = agent.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "x"}]
+            )
+            assert answer.choices[0].message.content == "from the stand-in"
+            assert answer.model == "tiny-up" and stand.requests[-1]["model"] == "tiny-up"
+        finally:
+            process.terminate()
+            process.wait(30)
+            if process.stdout is not None:
+                process.stdout.close()
+    missing = subprocess.run(
+        [simenv_bin, "gateway", "--upstream", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert missing.returncode == 2 and "--tokenizer" in missing.stderr
+
+
 # ----------------------------------------------------------------------------- the docs' examples
 EXAMPLES = Path(__file__).parents[1] / "docs" / "examples"
 

@@ -114,7 +114,8 @@ class Policy:
         """The in-process HF policy (``simenv.rollouts.policies.HF``) behind the gateway.
 
         Its ``max_new_tokens``, temperature and ``top_p`` are the defaults of calls that set
-        none (the trajectory's sampling, then the request's, come first).
+        none (the trajectory's sampling, then the request's, come first); the model's
+        ``max_position_embeddings`` is the context limit.
         """
         return cls(
             hf.tokenizer,
@@ -124,6 +125,7 @@ class Policy:
             max_tokens=hf.max_new_tokens,
             temperature=hf.temperature,
             top_p=hf.top_p,
+            max_context_tokens=_context_length(hf.model),
         )
 
     def render(self, messages: list[Message], tools: list[Any] | None) -> str:
@@ -148,6 +150,12 @@ class Policy:
     def token_text(self, token_id: int) -> str:
         """The text of one token (for OpenAI ``logprobs``)."""
         return self.decode([token_id])
+
+
+def _context_length(model: Any) -> int:
+    config = getattr(model, "config", None)
+    length = getattr(config, "max_position_embeddings", None)
+    return int(length) if isinstance(length, int) and length > 1 else 32_768
 
 
 # ----------------------------------------------------------------------------- in-process
