@@ -452,6 +452,7 @@ BAD_BODIES = [
     b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": true}',
     b'{"messages": [{"role": "user", "content": "x"}], "top_p": 0}',
     b'{"messages": [{"role": "user", "content": "x"}], "stop": [1]}',
+    b'{"messages": [{"role": "user", "content": "x"}], "stop": true}',
     b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
     b'{"messages": [{"role": "user", "content": "x"}], "seed": "s"}',
     b'{"messages": [{"role": "user", "content": "x"}], "stream_options": 1}',
@@ -735,3 +736,15 @@ def test_the_gateway_page_shows_both_examples_verbatim() -> None:
     page = (EXAMPLES.parent / "gateway.md").read_text()
     for example in ("gateway_openai_agent.py", "gateway_boto3_agent.py"):
         assert f"```python\n{(EXAMPLES / example).read_text()}```" in page, example
+
+
+def test_tokens_and_keys_with_lone_surrogates_compare_without_error() -> None:  # found by fuzzing
+    store = TrajectoryStore()
+    trajectory, key = store.create()
+    store.complete(trajectory.id, "ready", "\ud800")
+    store.complete(trajectory.id, "ready", "\ud800")  # the replay: no error, no effect
+    with pytest.raises(simenv.server.gateway.errors.Conflict):
+        store.complete(trajectory.id, "ready", "\udfff")
+    with pytest.raises(simenv.server.gateway.errors.Denied):
+        store.by_key(f"{trajectory.id}.\ud800")
+    assert store.by_key(key) is trajectory

@@ -165,6 +165,8 @@ def parse_request(body: Any) -> ChatRequest:
     ):
         raise Invalid("max_tokens must be an integer of at least 1")
     stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str | list):
+        raise Invalid("stop must be a string or a list of at most 4 non-empty strings")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     if not all(isinstance(s, str) and s for s in stops) or len(stops) > 4:
         raise Invalid("stop must be a string or a list of at most 4 non-empty strings")

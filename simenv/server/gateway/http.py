@@ -25,15 +25,14 @@ Admin plane (``Authorization: Bearer ADMIN_KEY``): ``POST /admin/trajectories`` 
 ``POST /admin/pause`` (``{"wait_s"}``), ``POST /admin/resume``, ``PUT /admin/policy-version``
 (``{"version"}``), ``POST /admin/take`` (``{"limit"}``: rewarded and failed episodes).
 
-Every key is compared with :func:`hmac.compare_digest`. Connections are served by a bounded
-pool of threads (``max_workers``) behind a listen backlog of 1,024; nothing answers 500 on bad
-input. docs/gateway.md is the full contract.
+Every key is compared in constant time (:func:`~simenv.server.gateway.compare.same`).
+Connections are served by a bounded pool of threads (``max_workers``) behind a listen backlog
+of 1,024; nothing answers 500 on bad input. docs/gateway.md is the full contract.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import ipaddress
 import json
 import math
@@ -49,6 +48,7 @@ from typing import Any
 
 from simenv import __version__
 from simenv.server.gateway.chat import stream_chunks
+from simenv.server.gateway.compare import same
 from simenv.server.gateway.errors import Denied, GatewayError, Invalid, NotFound
 from simenv.server.gateway.service import Gateway
 from simenv.server.gateway.sigv4 import verify
@@ -269,7 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _admin_auth(self) -> None:
         key = self._bearer() or ""
-        if not hmac.compare_digest(key.encode(), self.server.gateway.admin_key.encode()):
+        if not same(key, self.server.gateway.admin_key):
             raise Denied("The admin plane needs Authorization: Bearer <admin key>.")
 
     # ----------------------------------------------------------------- agent plane

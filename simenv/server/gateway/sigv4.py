@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+from simenv.server.gateway.compare import same
 from simenv.server.gateway.errors import Denied
 
 __all__ = ["AwsCredentials", "verify"]
@@ -107,7 +108,7 @@ def verify(
     if len(parts) != 5 or parts[4] != "aws4_request":
         raise Denied("Malformed credential scope in the Authorization header.")
     key_id, date, region, service, _ = parts
-    if not hmac.compare_digest(key_id.encode(), credentials.access_key_id.encode()):
+    if not same(key_id, credentials.access_key_id):
         raise Denied("The access key id is not one this gateway accepts.")
     if service != credentials.service or (credentials.region and region != credentials.region):
         raise Denied(f"The credential scope must be for service {credentials.service!r}.")
@@ -128,7 +129,7 @@ def verify(
     token = lower.get("x-amz-security-token")
     if credentials.session_token is not None and (
         token is None
-        or not hmac.compare_digest(token.encode(), credentials.session_token.encode())
+        or not same(token, credentials.session_token)
         or "x-amz-security-token" not in names
     ):
         raise Denied("Missing or wrong X-Amz-Security-Token.")
@@ -153,7 +154,7 @@ def verify(
     )
     key = signing_key(credentials.secret_access_key, date, region, service)
     expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
+    if not same(expected, signature):
         raise Denied(
             "The request signature does not match: sign with the credentials the gateway was "
             "started with."

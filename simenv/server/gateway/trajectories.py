@@ -28,7 +28,6 @@ turn is kept without the messages that the previous request already held.
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
 import secrets
@@ -38,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simenv.server.gateway.compare import same
 from simenv.server.gateway.errors import Conflict, Denied, Invalid, NotFound, Quota, Throttled
 from simenv.types import Episode, Message, Step, ToolCall, ToolResult
 
@@ -439,7 +439,7 @@ class TrajectoryStore:
         """The trajectory whose agent key is ``key`` (constant-time comparison), or 403."""
         tid, _, secret = key.rpartition(".")
         found = self._items.get(tid)
-        if found is None or not hmac.compare_digest(found.secret.encode(), secret.encode()):
+        if found is None or not same(found.secret, secret):
             raise Denied("the key is not a trajectory key of this gateway")
         return found
 
@@ -519,7 +519,7 @@ class TrajectoryStore:
         seen = trajectory.tokens.get(what)
         if not token or seen is None or not seen[0]:
             return False
-        if not hmac.compare_digest(seen[0].encode(), token.encode()):
+        if not same(seen[0], token):
             return False
         if seen[1] != arguments:
             raise Conflict(
