@@ -41,6 +41,10 @@ VIOLATIONS = {
         "evaluation and rollouts are independent",
     ),
     "simenv/env.py": ("from simenv.checks import report", "simenv layers import one way"),
+    "simenv/server/gateway/errors.py": (
+        "from simenv.server.gateway import http",
+        "gateway layers import one way",
+    ),
     "simenv/types.py": ("import torch", "simenv stays torch-free"),
     "simenv/errors.py": ("import trainer", "simenv never imports scenarios or trainer"),
     "scenarios/triage.py": (

@@ -3,7 +3,8 @@
 - ``scenarios``: ``list``, ``show``;  ``run``: ``run``;  ``check``: ``check``;
 - ``evaluate``: ``eval``, ``view``;  ``replay``: ``record``, ``coverage``;
 - ``sop``: ``import sop``;  ``docker``: ``docker build-base``, ``docker reap``;
-- ``serve``: ``serve``;  ``common``: the consoles, errors and scenario loading they share.
+- ``serve``: ``serve``;  ``gateway``: ``gateway``;
+- ``common``: the consoles, errors and scenario loading they share.
 
 Every module exposes ``register(app)``. Commands of other distributions (the ``simenv.cli``
 entry-point group, e.g. ``train``) are added when the command starts (:func:`main`). Every
@@ -18,7 +19,7 @@ from typing import Annotated
 import typer
 
 from simenv import __version__
-from simenv.cli import check, docker, evaluate, replay, run, scenarios, serve, sop
+from simenv.cli import check, docker, evaluate, gateway, replay, run, scenarios, serve, sop
 from simenv.cli.common import err, out
 
 __all__ = ["app", "main"]
@@ -46,7 +47,7 @@ def main_options(
     """simenv: trustworthy multi-turn environments for training LLM agents."""
 
 
-for group in (scenarios, run, check, serve, evaluate, sop, replay, docker):
+for group in (scenarios, run, check, serve, gateway, evaluate, sop, replay, docker):
     group.register(app)
 
 

@@ -31,6 +31,7 @@ share its batch, and torch's global generator is left alone.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Sequence
 from pathlib import Path
@@ -229,6 +230,38 @@ class HF:
             )
             actions.append(text)
         return actions
+
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        rngs: Sequence[np.random.Generator],
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[tuple[list[int], list[float]]]:
+        """Token-in/token-out: ``(completion ids, sampling logprobs)`` for each token prompt.
+
+        The sampling loop of :meth:`act` on prompts given as ids (the agent gateway's entry
+        point), with these parameters in place of the policy's for this call only; each
+        prompt draws from its own generator in ``rngs``. The end-of-turn token is included
+        when generation stopped there.
+        """
+        sampler = copy.copy(self)  # shares the model; only the sampling parameters differ
+        sampler.temperature = self.temperature if temperature is None else temperature
+        sampler.top_p = self.top_p if top_p is None else top_p
+        sampler.max_new_tokens = max_new_tokens or self.max_new_tokens
+        if sampler.temperature < 0 or not 0 < sampler.top_p <= 1 or sampler.max_new_tokens < 1:
+            raise ValueError("temperature >= 0, top_p in (0, 1] and max_new_tokens >= 1")
+        if not prompts:
+            return []
+        training = bool(self.model.training)
+        self.model.eval()
+        try:
+            with self.torch.no_grad():
+                return sampler._generate([list(p) for p in prompts], list(rngs))
+        finally:
+            self.model.train(training)
 
     def _rng(self, conversation: Conversation) -> np.random.Generator:
         rng = conversation.memo.get("hf_rng")
