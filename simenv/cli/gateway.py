@@ -61,6 +61,7 @@ def gateway(
     seed: Annotated[int, typer.Option(help="Seeds each trajectory's sampling.")] = 0,
 ) -> None:
     """Serve a policy to agents that run elsewhere (OpenAI and SageMaker job-runtime wire)."""
+    from simenv.server.auth import is_loopback
     from simenv.server.gateway import (
         AwsCredentials,
         Gateway,
@@ -70,7 +71,6 @@ def gateway(
         load_tokenizer,
         make_server,
     )
-    from simenv.server.gateway.http import is_loopback
 
     if (model is None) == (upstream is None):
         raise fail("give exactly one of --model DIR and --upstream URL")

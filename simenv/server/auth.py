@@ -41,6 +41,7 @@ __all__ = [
     "generate_token",
     "is_loopback",
     "resolve_tokens",
+    "same_secret",
 ]
 
 TOKENS_ENV = "SIMENV_SERVER_TOKENS"
@@ -198,6 +199,17 @@ def resolve_tokens(
     if listed:
         return listed, False
     return [generate_token()], True
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Whether two secrets are equal, in time that does not depend on where they differ.
+
+    Any string is accepted, lone surrogates included (a JSON body can carry them). The env
+    server's tokens and the gateway's keys and signatures are all compared with it.
+    """
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def is_loopback(host: str) -> bool:

@@ -33,7 +33,6 @@ of 1,024; nothing answers 500 on bad input. docs/gateway.md is the full contract
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import math
 import re
@@ -47,6 +46,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from simenv import __version__
+from simenv.server.auth import is_loopback
 from simenv.server.gateway.chat import stream_chunks
 from simenv.server.gateway.compare import same
 from simenv.server.gateway.errors import Denied, GatewayError, Invalid, NotFound
@@ -537,16 +537,6 @@ class GatewayServer(HTTPServer):
                     connection.shutdown(socket.SHUT_RDWR)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.gateway.close()
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def make_server(
