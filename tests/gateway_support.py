@@ -10,13 +10,13 @@ makes it fail (500), or answer without token ids and logprobs.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
+from helpers import serving
 
 from simenv.rollouts.policies import HF
 from simenv.server.gateway import AwsCredentials, Gateway, GatewayServer, Policy, make_server
@@ -46,15 +46,8 @@ def hf_policy(max_new_tokens: int = 16) -> Policy:
 
 @contextmanager
 def running(gateway: Gateway) -> Iterator[GatewayServer]:
-    server = make_server(gateway)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(make_server(gateway), join_s=5) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 class VLLMStandIn(ThreadingHTTPServer):
@@ -135,11 +128,5 @@ class _StandInHandler(BaseHTTPRequestHandler):
 
 @contextmanager
 def standin() -> Iterator[VLLMStandIn]:
-    server = VLLMStandIn()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(VLLMStandIn()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()

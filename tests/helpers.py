@@ -10,7 +10,10 @@ starting shelf rebuilt from the seed. The oracle counts then submits.
 from __future__ import annotations
 
 import itertools
-from typing import Any, ClassVar
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -168,3 +171,19 @@ def comparable(episode: Episode) -> dict[str, Any]:
         for result in step["tool_results"]:
             del result["latency_s"]
     return record
+
+
+_Server = TypeVar("_Server")
+
+
+@contextmanager
+def serving(server: _Server, join_s: float | None = None) -> Iterator[_Server]:
+    """Run ``server.serve_forever()`` on a thread; shut it down and close it afterwards."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)  # type: ignore[attr-defined]
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+        server.server_close()  # type: ignore[attr-defined]
+        thread.join(join_s)

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import gymnasium
 import numpy as np
 import pytest
-from helpers import call, comparable
+from helpers import call, comparable, serving
 
 import simenv
 from simenv import Episode, InfraError, Outcome, Sandbox, Scenario, Task, registration, tool
@@ -90,14 +90,8 @@ PROBE = Scenario(
 # ----------------------------------------------------------------------------- fixtures
 @contextmanager
 def running(server: RolloutServer) -> Iterator[RolloutServer]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(server) as served:
+        yield served
 
 
 @pytest.fixture
