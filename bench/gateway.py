@@ -198,8 +198,8 @@ def main() -> None:
     print("memory per turn", spread, long)
     a, c = added, crowd
     lines = [
-        f"`python bench/gateway.py --write` (tiny model, torch {torch.__version__}, "
-        f"1 torch thread; {machine()})",
+        f"`python bench/gateway.py --write` (tiny model, torch {torch.__version__}, CPU "
+        f"capability {torch.backends.cpu.get_cpu_capability()}, 1 torch thread; {machine()})",
         "",
         f"| per turn, same prompts, greedy, `max_tokens` {MAX_TOKENS} "
         f"(median of {args.calls}) | latency |",
