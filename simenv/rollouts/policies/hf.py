@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,10 @@ from simenv.rollouts.policies.base import Conversation
 from simenv.types import Action, Message
 
 __all__ = ["HF"]
+
+
+OnToken = Callable[[int, int, float, list[tuple[int, float]]], None]
+"""``(row, token_id, logprob, top)``: one sampled token of :meth:`HF.generate`'s batch."""
 
 
 class HF:
@@ -67,6 +71,9 @@ class HF:
         FileNotFoundError: ``model`` is a path that is not a directory.
         ValueError: A parameter is out of range, or a model object came without its tokenizer.
     """
+
+    _top_k: int = 0  # set per call by generate()
+    _on_token: OnToken | None = None
 
     def __init__(
         self,
@@ -239,6 +246,8 @@ class HF:
         temperature: float | None = None,
         top_p: float | None = None,
         max_new_tokens: int | None = None,
+        top_logprobs: int = 0,
+        on_token: OnToken | None = None,
     ) -> list[tuple[list[int], list[float]]]:
         """Token-in/token-out: ``(completion ids, sampling logprobs)`` for each token prompt.
 
@@ -246,11 +255,17 @@ class HF:
         point), with these parameters in place of the policy's for this call only; each
         prompt draws from its own generator in ``rngs``. The end-of-turn token is included
         when generation stopped there.
+
+        ``on_token(row, token_id, logprob, top)`` is called for each token as it is sampled
+        (the gateway streams with it); ``top`` holds the ``top_logprobs`` most likely
+        ``(token_id, logprob)`` of the distribution sampled from (empty when 0). Neither
+        changes what is sampled.
         """
         sampler = copy.copy(self)  # shares the model; only the sampling parameters differ
         sampler.temperature = self.temperature if temperature is None else temperature
         sampler.top_p = self.top_p if top_p is None else top_p
         sampler.max_new_tokens = max_new_tokens or self.max_new_tokens
+        sampler._top_k, sampler._on_token = top_logprobs, on_token
         if sampler.temperature < 0 or not 0 < sampler.top_p <= 1 or sampler.max_new_tokens < 1:
             raise ValueError("temperature >= 0, top_p in (0, 1] and max_new_tokens >= 1")
         if not prompts:
@@ -303,10 +318,13 @@ class HF:
             tokens = self._pick(logp, rngs, running)  # [B]
             chosen = logp.gather(-1, tokens[:, None]).squeeze(-1).tolist()
             picked = tokens.tolist()
+            tops = _top(logp, self._top_k) if self._on_token is not None else None
             still = []
             for b in running:
                 out[b][0].append(int(picked[b]))
                 out[b][1].append(float(chosen[b]))
+                if self._on_token is not None and tops is not None:
+                    self._on_token(b, int(picked[b]), float(chosen[b]), tops[b])
                 if picked[b] not in self.stop_ids:
                     still.append(b)
             running = still
@@ -342,6 +360,17 @@ class HF:
         target = torch.tensor(uniforms, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1]
         picked = torch.searchsorted(cdf, target[:, None]).squeeze(-1)
         return picked.clamp(max=logp.shape[-1] - 1)
+
+
+def _top(logp: Any, k: int) -> list[list[tuple[int, float]]]:
+    """The ``k`` most likely ``(token_id, logprob)`` of each row (finite ones only)."""
+    if k <= 0:
+        return [[] for _ in range(logp.shape[0])]
+    values, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)
+    return [
+        [(int(i), float(v)) for i, v in zip(row_ids, row_values, strict=True) if v > float("-inf")]
+        for row_ids, row_values in zip(ids.tolist(), values.tolist(), strict=True)
+    ]
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> frozenset[int]:

@@ -40,14 +40,14 @@ import socket
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from simenv import __version__
 from simenv.server.auth import is_loopback
-from simenv.server.gateway.chat import stream_chunks
+from simenv.server.gateway.chat import parse_request
 from simenv.server.gateway.compare import same
 from simenv.server.gateway.errors import Denied, GatewayError, Invalid, NotFound
 from simenv.server.gateway.service import Gateway
@@ -85,7 +85,7 @@ class _Answer:
         self,
         status: int = 200,
         payload: Any = None,
-        stream: Iterator[bytes] | None = None,
+        stream: Iterable[bytes] | None = None,
         content_type: str = "application/json",
     ) -> None:
         self.status, self.payload, self.stream, self.content_type = (
@@ -159,10 +159,16 @@ class _Handler(BaseHTTPRequestHandler):
             "Transfer-Encoding": "chunked",
             "Cache-Control": "no-cache",
         }
-        self._write(answer.status, headers, None)
-        for chunk in answer.stream:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-        self.wfile.write(b"0\r\n\r\n")
+        try:
+            self._write(answer.status, headers, None)
+            for chunk in answer.stream:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        finally:  # a client that hung up: the turn still ends (and frees its trajectory)
+            close = getattr(answer.stream, "close", None)
+            if close is not None:
+                close()
 
     def _write(self, status: int, headers: dict[str, str], body: bytes | None) -> None:
         """The head and the body in one write: one system call, one TCP segment."""
@@ -274,9 +280,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ----------------------------------------------------------------- agent plane
     def _chat(self, trajectory: Trajectory, body: Any, stream: bool | None) -> _Answer:
-        request, answer = self.server.gateway.sample(trajectory, body)
+        request = parse_request(body)
         if stream if stream is not None else request.stream:
-            return _Answer(stream=stream_chunks(answer, request), content_type="text/event-stream")
+            _, chunks = self.server.gateway.sample_stream(trajectory, request)
+            return _Answer(stream=chunks, content_type="text/event-stream")
+        _, answer = self.server.gateway.sample(trajectory, request)
         return _Answer(payload=answer)
 
     def _job_runtime(self, path: str, body: bytes) -> _Answer:

@@ -3,15 +3,22 @@
 :class:`Gateway` is what the HTTP layer (:mod:`simenv.server.gateway.http`) and a trainer in
 the same process call. ``sample`` is one turn: render the request's messages (the turns this
 gateway answered replaced by their text as sampled), extend the trajectory's segment or start
-a new one, sample token-in/token-out, parse the tool calls, record the turn, answer.
+a new one, force a tool-call prefix when ``tool_choice`` asks for a call, sample
+token-in/token-out, parse the tool calls, record the turn, answer. ``sample_stream`` is the
+same turn streamed: token by token when the sampler can stream (the HF policy), else
+generated whole and then streamed; either way the turn recorded is the one ``sample`` records
+for the same generator.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +26,20 @@ import numpy as np
 
 from simenv.parsing import REPLACEMENT
 from simenv.rollouts.store import EpisodeStore
-from simenv.server.gateway.chat import ChatRequest, completion_body, finish, parse_request
-from simenv.server.gateway.errors import Invalid, NotFound, Throttled
-from simenv.server.gateway.policy import Params, Policy
+from simenv.server.gateway.chat import (
+    ChatRequest,
+    arguments_schema,
+    completion_body,
+    finish,
+    live_chunks,
+    parse_request,
+    stream_chunks,
+    stream_error,
+    stream_head,
+    visible_deltas,
+)
+from simenv.server.gateway.errors import GatewayError, Invalid, NotFound, Throttled
+from simenv.server.gateway.policy import Params, Policy, Sampled
 from simenv.server.gateway.sigv4 import AwsCredentials
 from simenv.server.gateway.trajectories import Limits, Trajectory, TrajectoryStore
 from simenv.types import Episode
@@ -36,6 +54,41 @@ JOB_ARN = (
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A turn ready to sample: its segment, prompt (forced prefix included) and parameters."""
+
+    segment: int
+    prompt: list[int]
+    rendered: str
+    forced: str
+    params: Params
+    rng: np.random.Generator
+
+
+class _Stream:
+    """The SSE chunks of a live turn; :meth:`close` ends the turn whether or not it was read.
+
+    It holds the trajectory's lock and one in-flight count from the moment the turn started
+    until the last chunk is produced or the stream is closed (a client that hangs up).
+    """
+
+    def __init__(self, chunks: Iterator[bytes], release: Any) -> None:
+        self._chunks, self._release = chunks, release
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._chunks
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop streaming and end the turn (idempotent)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 class Gateway:
@@ -137,20 +190,85 @@ class Gateway:
 
     def sample(self, trajectory: Trajectory, body: Any) -> tuple[ChatRequest, dict[str, Any]]:
         """One turn: the checked request and the ``chat.completion`` answer."""
-        request = parse_request(body)
+        request = body if isinstance(body, ChatRequest) else parse_request(body)
+        self._enter()
+        try:
+            with trajectory.lock:
+                prepared = self._prepare(trajectory, request)
+                params, rng = prepared.params, prepared.rng
+                sampled = self.policy.sampler.sample([prepared.prompt], params, [rng])[0]
+                return request, self._finish(trajectory, request, prepared, sampled)
+        finally:
+            self._leave()
+
+    def sample_stream(self, trajectory: Trajectory, body: Any) -> tuple[ChatRequest, _Stream]:
+        """One turn as server-sent events, token by token when the sampler can stream.
+
+        Errors before the first token (a bad request, a paused gateway, a model that fails at
+        once) are raised here, so they are answered with their status; a model that fails
+        later ends the stream with an error event, and nothing is recorded. A stream the
+        client abandons is not recorded either (the agent never received that turn).
+        """
+        request = body if isinstance(body, ChatRequest) else parse_request(body)
+        stream = getattr(self.policy.sampler, "stream", None)
+        if stream is None:
+            request, answer = self.sample(trajectory, request)
+            return request, _Stream(stream_chunks(answer, request), None)
+        self._enter()
+        trajectory.lock.acquire()
+        tokens: Any = None
+
+        def release() -> None:
+            try:
+                if tokens is not None:  # an abandoned turn: let its sampling end first (it
+                    with contextlib.suppress(GatewayError):  # draws from the trajectory's
+                        tokens.result()  # generator, which the next turn uses)
+            finally:
+                trajectory.lock.release()
+                self._leave()
+
+        try:
+            prepared = self._prepare(trajectory, request)
+            tokens = stream(prepared.prompt, prepared.params, prepared.rng)
+            flow = iter(tokens)
+            first = next(flow, None)  # waits for the first token, or the model's failure
+            if first is None:
+                tokens.result()  # no token at all: raises the failure (a 502) when there was one
+        except BaseException:
+            release()
+            raise
+        call_id = f"chatcmpl-{trajectory.id}-{len(trajectory.turns) + 1}"
+        head = stream_head(call_id, self.policy.name)
+
+        def arrived() -> Iterator[int]:
+            if first is not None:
+                yield first
+            yield from flow
+
+        def finished() -> dict[str, Any]:
+            return self._finish(trajectory, request, prepared, tokens.result())
+
+        def chunks() -> Iterator[bytes]:
+            deltas = visible_deltas(self.policy, arrived(), prepared.forced, request.stop)
+            try:
+                yield from live_chunks(head, deltas, finished, request)
+            except GatewayError as exc:  # the model failed mid-turn: the headers are sent
+                yield from stream_error(head, exc.message)
+
+        return request, _Stream(chunks(), release)
+
+    def _enter(self) -> None:
         with self._cv:
             if self._paused:
                 raise Throttled("Sampling is paused while the policy is updated.", retry_after_s=1)
             self._in_flight += 1
-        try:
-            with trajectory.lock:
-                return request, self._turn(trajectory, request)
-        finally:
-            with self._cv:
-                self._in_flight -= 1
-                self._cv.notify_all()
 
-    def _turn(self, trajectory: Trajectory, request: ChatRequest) -> dict[str, Any]:
+    def _leave(self) -> None:
+        with self._cv:
+            self._in_flight -= 1
+            self._cv.notify_all()
+
+    def _prepare(self, trajectory: Trajectory, request: ChatRequest) -> _Prepared:
         self.store.check_open(trajectory)
         policy = self.policy
         tools = request.tools if request.tool_choice != "none" else None
@@ -160,26 +278,34 @@ class Gateway:
         except Exception as exc:  # the template refused these messages (jinja raised)
             raise Invalid(f"the chat template cannot render these messages: {exc}") from None
         rendered = _SURROGATE.sub(REPLACEMENT, rendered)  # not UTF-8: no tokenizer takes it
-        segment, prompt = trajectory.prompt(rendered, policy.encode)
+        forced = policy.forced_prefix(request.tool_choice) if tools else ""
+        segment, prompt = trajectory.prompt(rendered + forced, policy.encode)
         limit = trajectory.limits.max_context_tokens or policy.max_context_tokens
         if len(prompt) >= limit:
             raise Invalid(
                 f"the prompt has {len(prompt)} tokens; this trajectory's context limit is {limit}"
             )
         params = self._params(trajectory, request, limit - len(prompt))
-        rng = self._rng(trajectory, request)
-        sampled = policy.sampler.sample([prompt], params, [rng])[0]
-        done = finish(policy, sampled, request, self.policy_version)
+        return _Prepared(segment, prompt, rendered, forced, params, self._rng(trajectory, request))
+
+    def _finish(
+        self, trajectory: Trajectory, request: ChatRequest, prepared: _Prepared, sampled: Sampled
+    ) -> dict[str, Any]:
+        policy, params = self.policy, prepared.params
+        done = finish(policy, sampled, request, self.policy_version, prepared.forced)
         turn = trajectory.record(
-            segment, prompt, rendered, done, dict(request.raw), request.messages
-        )
+            prepared.segment, prepared.prompt, prepared.rendered, done, dict(request.raw),
+            request.messages,
+        )  # fmt: skip
         turn.request["sampling"] = {
             "temperature": params.temperature,
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
         }
+        if prepared.forced:
+            turn.request["forced_prefix"] = prepared.forced
         call_id = f"chatcmpl-{trajectory.id}-{len(trajectory.turns)}"
-        return completion_body(policy, request, done, prompt, call_id)
+        return completion_body(policy, request, done, prepared.prompt, call_id, sampled.top)
 
     def _params(self, trajectory: Trajectory, request: ChatRequest, room: int) -> Params:
         """The trajectory's sampling, else the request's, else the policy's defaults."""
@@ -193,6 +319,8 @@ class Gateway:
             temperature=float(fixed.get("temperature", temperature)),
             top_p=float(fixed.get("top_p", top_p)),
             max_tokens=max(1, min(max_tokens, room)),
+            top_logprobs=request.top_logprobs if request.logprobs else 0,
+            constraint=arguments_schema(request),
         )
 
     def _rng(self, trajectory: Trajectory, request: ChatRequest) -> np.random.Generator:
