@@ -165,6 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):  # the client hung up mid-stream
+            self.close_connection = True
         finally:  # a client that hung up: the turn still ends (and frees its trajectory)
             close = getattr(answer.stream, "close", None)
             if close is not None:
