@@ -84,7 +84,12 @@ chat_body = st.fixed_dictionaries(
     optional={
         "model": field(text),
         "tools": field(st.lists(tool, max_size=2)),
-        "tool_choice": field(st.sampled_from(["auto", "none", "required"])),
+        "tool_choice": field(
+            st.sampled_from(["auto", "none", "required"])
+            | st.fixed_dictionaries(
+                {"type": st.just("function"), "function": st.fixed_dictionaries({"name": text})}
+            )
+        ),
         "temperature": field(st.floats(0, 2)),
         "top_p": field(st.floats(0.01, 1)),
         "max_tokens": field(st.integers(1, 4)),
@@ -92,7 +97,7 @@ chat_body = st.fixed_dictionaries(
         "stop": field(text),
         "stream": field(st.booleans()),
         "logprobs": field(st.booleans()),
-        "top_logprobs": field(st.integers(0, 20)),
+        "top_logprobs": field(st.integers(-2, 22)),
         "seed": field(st.integers(0, 2**40)),
         "stream_options": field(st.fixed_dictionaries({"include_usage": st.booleans()})),
         "return_token_ids": field(st.booleans()),
