@@ -90,11 +90,21 @@ class VLLMStandIn(ThreadingHTTPServer):
         self.adapters: dict[str, Any] = {}
         self.loads: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        if self.model_dir is None:
-            self.base, self.tokenizer = tiny()
-        else:
-            self.base, self.tokenizer = self._load_base()
+        self._model: tuple[Any, Any] | None = tiny() if self.model_dir is None else None
         super().__init__(("127.0.0.1", 0), _StandInHandler)
+
+    @property
+    def base(self) -> Any:
+        """The base model, loaded from ``model_dir`` at first use (it may not exist yet)."""
+        if self._model is None:
+            self._model = self._load_base()
+        return self._model[0]
+
+    @property
+    def tokenizer(self) -> Any:
+        self.base  # noqa: B018 (loads it)
+        assert self._model is not None
+        return self._model[1]
 
     @property
     def url(self) -> str:
@@ -150,7 +160,7 @@ class VLLMStandIn(ThreadingHTTPServer):
             return 400, _error("started without a model directory", 400)
         if self.mode != "stale":
             with self._lock:
-                self.base, _ = self._load_base()
+                self._model = self._load_base()
         return 200, {"results": [None]}
 
     def models(self) -> dict[str, Any]:

@@ -117,6 +117,18 @@ class TrainConfig:
     env_server: str = ""
     """URL of a rollout server (`simenv serve`) whose environments the RL rollouts and the
     evaluations play on; empty: in this process. The warm start's oracle episodes stay local."""
+    rollout_engine: str = "hf"
+    """What samples the RL rollouts and evaluations: hf (the trainer's own sampling loop), vllm
+    or sglang (an inference server, started here or reached at engine_url, that gets the new
+    LoRA adapter, or the new weights, after every update and must then serve it: a fixed
+    prompt's logprobs are compared with the trainer's own; docs/engines.md)."""
+    engine_url: str = ""
+    """With rollout_engine vllm or sglang: the base URL of a server already running (it must
+    read this run's files); empty: start one on this machine."""
+    engine_tolerance: float = 0.1
+    """Largest mean absolute difference (nats per token) between the engine's logprobs of the
+    check prompt and the trainer's, after a weight update, before training refuses to go on
+    (a bf16 engine differs from a float32 trainer by a few hundredths)."""
 
     def __post_init__(self) -> None:
         from trainer.advantages import ESTIMATORS  # torch: not imported with this module, which
@@ -156,6 +168,17 @@ class TrainConfig:
         for name in ("lora_rank", "kl_coef", "tis_cap", "sft_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 turns it off), not {getattr(self, name)}")
+        if self.rollout_engine not in ("hf", "vllm", "sglang"):
+            raise ValueError(
+                f"rollout_engine must be hf, vllm or sglang, not {self.rollout_engine!r}"
+            )
+        if self.engine_url and self.rollout_engine == "hf":
+            raise ValueError(
+                "engine_url is the URL of a vllm or sglang server; set rollout_engine=vllm (or "
+                "sglang) with it, or leave engine_url empty for the trainer's own sampling"
+            )
+        if self.engine_tolerance <= 0:
+            raise ValueError(f"engine_tolerance must be > 0, not {self.engine_tolerance}")
         if self.kl_coef > 0 and self.lora_rank == 0:
             raise ValueError(
                 f"kl_coef={self.kl_coef} needs a LoRA adapter, and lora_rank=0 trains every "

@@ -43,6 +43,7 @@ from trainer.checkpoints import (
     save_checkpoint,
 )
 from trainer.config import TrainConfig
+from trainer.engines import open_engine
 from trainer.losses import (
     LossFn,
     bind_loss,
@@ -451,6 +452,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         if log is not None:
             log(values, step)
 
+    stack = contextlib.ExitStack()
     try:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
@@ -484,6 +486,10 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             sampler.model = model
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
         start = load_checkpoint(checkpoint, model, optimizer) if checkpoint else 0
+        engine = open_engine(cfg, out, tokenizer)  # rollout_engine: hf, or a vLLM/SGLang server
+        stack.callback(engine.close)
+        engine.attach(sampler)
+        engine.sync(model, start)
         result["model"] = describe(model)
         if resuming:  # what the run measured before RL, read back (empty if that row is gone)
             result["before"] = evaluation_at(history, -1) or {}
@@ -513,6 +519,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             stats: dict[str, float] = {}
             if samples:
                 stats = policy_update(model, optimizer, samples, cfg, pad, loss_fn)
+                stats.update(engine.sync(model, step + 1))  # the engine serves the update, checked
             stats.update(
                 {
                     "episode/reward": float(rewards.mean()) if len(valid) else 0.0,
@@ -534,6 +541,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         save_checkpoint(out / "checkpoint", model, optimizer, cfg.steps - 1)
     finally:
         metrics_file.close()
+        stack.close()
     curve = plot_curve(history, out / "learning_curve.png")
     result["curve"] = str(curve) if curve is not None else None  # JSON null when no plot
     (out / "result.json").write_text(json.dumps(result, indent=2))

@@ -48,6 +48,13 @@ __all__ = ["HF"]
 OnToken = Callable[[int, int, float, list[tuple[int, float]]], None]
 """``(row, token_id, logprob, top)``: one sampled token of :meth:`HF.generate`'s batch."""
 
+Engine = Callable[
+    [list[list[int]], list[np.random.Generator], float, float, int],
+    list[tuple[list[int], list[float]]],
+]
+"""``(prompts, rngs, temperature, top_p, max_new_tokens) -> [(completion ids, logprobs)]``:
+token-in/token-out sampling done elsewhere (a rollout engine such as a vLLM server)."""
+
 
 class HF:
     """Batched sampling from a local causal LM.
@@ -74,6 +81,9 @@ class HF:
 
     _top_k: int = 0  # set per call by generate()
     _on_token: OnToken | None = None
+    engine: Engine | None = None
+    """When set, every completion is sampled by it instead of the local loop (the trainer's
+    rollout engine, :mod:`trainer.engines`); prompts, records and parsing stay this policy's."""
 
     def __init__(
         self,
@@ -291,6 +301,8 @@ class HF:
         self, prompts: list[list[int]], rngs: list[np.random.Generator]
     ) -> list[tuple[list[int], list[float]]]:
         """Sample completions for left-padded ``prompts``; stops at a stop id or the limit."""
+        if self.engine is not None:
+            return self.engine(prompts, rngs, self.temperature, self.top_p, self.max_new_tokens)
         torch = self.torch
         device = next(self.model.parameters()).device
         width = max(len(p) for p in prompts)
