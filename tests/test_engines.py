@@ -267,6 +267,16 @@ def test_the_engine_options_and_their_refusals(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
     ).stdout
     assert "--rollout-engine" in help_text and "--engine-url" in help_text
+    if shutil.which("vllm") is None:  # the GPU benchmark stops at once, saying what it needs
+        bench = Path(__file__).parents[1] / "bench" / "vllm_rollouts.py"
+        result = subprocess.run(
+            [sys.executable, str(bench), "--model", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=bench.parent,
+        )
+        assert result.returncode == 1 and "needs vLLM: pip install vllm" in result.stderr
 
 
 def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
