@@ -32,7 +32,8 @@ from trainer.advantages import ESTIMATORS
 from trainer.config import TrainConfig
 from trainer.models import load, with_lora
 from trainer.samples import Sample, episode_samples
-from trainer.train import build_model, policy_update
+from trainer.train import policy_update
+from trainer.warm_start import build_model
 
 SCENARIO = "support/Triage-v1"
 

@@ -7,7 +7,7 @@ Shared by both:
 
 - model (``--model``): the trainer's ``tiny`` (Qwen2 config, 2 layers of width 128, BPE
   tokenizer trained on support/Triage-v1 oracle transcripts, ChatML template with the tools),
-  built by ``trainer.train.build_model`` as the trainer builds it (no warm start); or
+  built by ``trainer.warm_start.build_model`` as the trainer builds it (no warm start); or
   ``qwen2-0.5b``: Qwen2-0.5B's shape (24 layers of width 896, 14 heads, 2 key/value heads, MLP
   4864, tied embeddings, vocabulary 151,936: ~0.49B parameters) from a config with random
   weights and the same tokenizer (nothing downloaded). Saved to a temporary directory and loaded

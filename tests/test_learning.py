@@ -21,7 +21,8 @@ import torch
 import simenv
 from simenv.rollouts.policies import HF
 from trainer.config import TrainConfig
-from trainer.train import build_model, oracle_episodes, sft_samples, train, warm_start
+from trainer.train import train
+from trainer.warm_start import build_model, oracle_episodes, sft_samples, warm_start
 
 SHORT = {"steps": 20, "eval_samples": 8, "eval_every": 100, "checkpoint_every": 100}
 """The main job, shortened: its warm start, then a quarter of its RL steps."""

@@ -17,7 +17,7 @@ from simenv.server import make_server
 from trainer.config import TrainConfig
 from trainer.models import build_tiny, load, token_logprobs, with_lora
 from trainer.samples import collate, episode_samples, is_prefix_preserving
-from trainer.train import oracle_episodes, raw_messages, render, sft_samples
+from trainer.warm_start import oracle_episodes, raw_messages, render, sft_samples
 
 SCENARIO = "support/Triage-v1"
 
