@@ -377,6 +377,11 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         return self._sandbox
 
     @property
+    def user(self) -> User | None:
+        """The user of the current (or last) episode, ``None`` without one (checks read it)."""
+        return self._user
+
+    @property
     def task(self) -> Task | None:
         """The task of the current episode."""
         return self._task

@@ -23,7 +23,15 @@ import numpy as np
 
 from simenv import Outcome, Sandbox, Scenario, Task, ToolError, tool
 from simenv.parsing import format_tool_call
-from simenv.users import ScriptedUser, instruction_reward, scripted_task
+from simenv.users import (
+    Fact,
+    Goal,
+    Persona,
+    PersonaUser,
+    ScriptedUser,
+    instruction_reward,
+    scripted_task,
+)
 
 DATA = Path(__file__).parent / "data" / "multi_turn_bank.json"
 
@@ -165,6 +173,88 @@ def bank_scenario(**overrides: Any) -> Scenario:
         "user": ScriptedUser,
         "max_turns": 12,
         "random_state": False,
+    }
+    fields.update(overrides)
+    return Scenario(**fields)
+
+
+# ----------------------------------------------------------------------------- a persona
+class Desk(Sandbox):
+    """Eight orders with seeded ids; the customer's is one of them (drawn from the seed)."""
+
+    def setup(self, rng: np.random.Generator, task: Task) -> None:
+        ids = [f"O-{int(n)}" for n in rng.choice(np.arange(1000, 9999), size=8, replace=False)]
+        self.orders = {i: "open" for i in ids}
+        self.customer_order = ids[int(rng.integers(0, 8))]
+
+    def state(self) -> dict[str, Any]:
+        return {"orders": self.orders}
+
+
+@tool(effect="write")
+def cancel_order(desk: Desk, order_id: str) -> str:
+    """Cancel an order.
+
+    Args:
+        order_id: The id the customer gave, e.g. "O-1234".
+    """
+    if order_id not in desk.orders:
+        raise ToolError(f"no order {order_id!r}; ask the customer for the id")
+    desk.orders[order_id] = "cancelled"
+    return f"order {order_id} cancelled"
+
+
+def customer(task: Task, desk: Any) -> Persona:
+    """The caller: knows their order id and why; wants it cancelled."""
+    return Persona(
+        facts=(
+            Fact("order id", desk.customer_order, (r"order (id|number)", r"which order")),
+            Fact("reason", task.data["reason"], (r"\bwhy\b", r"reason")),
+        ),
+        goals=(Goal(done_when=(r"\bcancell?ed\b",)),),
+        patience=1,
+        instructions=f"You want order {desk.customer_order} cancelled: {task.data['reason']}.",
+    )
+
+
+def desk_oracle(task: Task, desk: Any) -> list[Any]:
+    return [
+        "Could you tell me your order id, please?",
+        format_tool_call("cancel_order", {"order_id": desk.customer_order}),
+        "Your order is cancelled.",
+    ]
+
+
+def desk_reward(o: Outcome) -> float:
+    return float(
+        o.final.orders[o.final.customer_order] == "cancelled"
+        and sum(v == "cancelled" for v in o.final.orders.values()) == 1
+    )
+
+
+def desk_evaluate(o: Outcome) -> bool:
+    """The customer's order, and only it, is cancelled; the customer was told."""
+    cancelled = [i for i, status in o.final.orders.items() if status == "cancelled"]
+    return cancelled == [o.final.customer_order] and "cancel" in o.answer.lower()
+
+
+def desk_scenario(**overrides: Any) -> Scenario:
+    """``test/Desk-v1``: cancel the caller's order; the caller must be asked for its id."""
+    reasons = ["it arrived late", "I ordered the wrong size", "I found it cheaper"]
+    fields: dict[str, Any] = {
+        "id": "test/Desk-v1",
+        "system_prompt": "You are a support agent. Ask the customer for what you need.",
+        "tools": [cancel_order],
+        "tasks": [
+            Task(f"cancel-{i}", "Hi, I want to cancel an order.", data={"reason": r})
+            for i, r in enumerate(reasons)
+        ],
+        "reward": desk_reward,
+        "evaluate": desk_evaluate,
+        "sandbox": Desk,
+        "oracle": desk_oracle,
+        "user": PersonaUser.factory(customer),
+        "max_turns": 8,
     }
     fields.update(overrides)
     return Scenario(**fields)
