@@ -100,11 +100,9 @@ def test_a_conversation_round_trips_through_the_rollout_server(registered: str) 
             local = simenv.rollout(local_env, policy(), seed=seed)
             remote = simenv.rollout(remote_env, policy(), seed=seed)
             assert comparable(remote) == comparable(local)
-            assert (
-                remote.termination
-                == local.termination
-                == ("user_end" if seed != 5 else local.termination)
-            )
+            assert remote.termination == local.termination
+            if seed != 5:  # the oracle's and the null agent's: the user ends them
+                assert remote.termination == "user_end"
             assert [m["role"] for m in remote.messages].count("user") >= 2
     local_env.close()
 
