@@ -7,6 +7,8 @@ wrapped through the public API, each instruction a scripted user turn with its o
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -282,3 +284,16 @@ def test_simenv_check_passes_the_bank_conversation() -> None:
     report = simenv.checks.check(bank_scenario(), fast=True)
     failed = [r for r in report.results if r.status == "fail"]
     assert failed == [], failed
+
+
+def test_the_guides_scripted_example_scores_oracle_one_and_null_zero() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "users.md").read_text()
+    example = re.findall(r"```python\n(.*?)```", page, re.S)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(example, "docs/users.md", "exec"), namespace)
+    scenario = namespace["NOTES"]
+    gold = play(scenario, "notes-0", Oracle())
+    assert gold.reward == pytest.approx(1.0) and gold.success
+    assert gold.turn_rewards == pytest.approx((0.0, 0.5, 0.5))
+    null = play(scenario, "notes-0", Null())
+    assert null.reward == 0.0 and not null.success and null.termination == "user_end"
