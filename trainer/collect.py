@@ -226,16 +226,22 @@ class Collection:
                 self._pool.submit(self._play_member, group, k)
 
     def _play_member(self, group: _Group, k: int) -> None:
-        report, episode = self._play(f"g{group.index}-{k}", group.row, group.seed, group.index)
+        report, episode = self.play(f"g{group.index}-{k}", group.row, group.seed, group.index)
         with self._cv:
             group.reports[k], group.episodes[k] = report, episode
             self._cv.notify_all()
 
     # ----------------------------------------------------------------- one rollout
-    def _play(
+    def play(
         self, trajectory_id: str, row: Row, seed: int, group: int | None
     ) -> tuple[Report, Episode | None]:
-        """Create the trajectory, run the agent, take its episode (``None``: none to train on)."""
+        """One rollout: create the trajectory, run the agent, take its episode.
+
+        The episode is ``None`` when the gateway holds none to give (the agent completed the
+        trajectory but never rewarded it: it is dropped); its ``evaluation`` is the success
+        (the agent's, or a total reward above 0) and ``metadata["agent"]`` the latency and
+        any error.
+        """
         sampling = {"temperature": self.cfg.temperature, "max_tokens": self.cfg.max_new_tokens}
         try:
             trajectory, key = self.gateway.create(
@@ -359,7 +365,7 @@ class Collection:
                 for i, row in enumerate(rows)
                 for k in range(n)
             ]
-            played = list(self._pool.map(lambda j: self._play(j[0], j[1], j[2], None), jobs))
+            played = list(self._pool.map(lambda j: self.play(j[0], j[1], j[2], None), jobs))
             wins: dict[str, int] = {}
             rewards, failed = [], 0
             for (_, row, _), (_, episode) in zip(jobs, played, strict=True):

@@ -183,7 +183,7 @@ def _row(path: Path, where: str, record: dict[str, Any], eval_fraction: float) -
     prompt = record.get("prompt")
     if not _is_prompt(prompt):
         raise DatasetError(
-            f"{path} {where}: `prompt` is {'empty' if not prompt else repr(prompt)[:80]}; fix: "
+            f"{path} {where}: `prompt` is {_shown(prompt)}; fix: "
             "give every row a prompt (a non-empty string, or a list of chat messages)"
         )
     row_id = record.get("id")
@@ -198,6 +198,12 @@ def _row(path: Path, where: str, record: dict[str, Any], eval_fraction: float) -
         )
     fields = {k: v for k, v in record.items() if k not in ("prompt", "id", "split")}
     return Row(str(row_id), prompt, str(split), fields)
+
+
+def _shown(value: Any) -> str:
+    if value is None or (isinstance(value, str | list) and not str(value).strip("[] ")):
+        return "empty"
+    return repr(value)[:80]
 
 
 def _is_prompt(value: Any) -> bool:
