@@ -129,6 +129,35 @@ class TrainConfig:
     """Largest mean absolute difference (nats per token) between the engine's logprobs of the
     check prompt and the trainer's, after a weight update, before training refuses to go on
     (a bf16 engine differs from a float32 trainer by a few hundredths)."""
+    agent: str = ""
+    """The agent to train, played through the trainer's gateway (docs/agents.md): a Python
+    function `module:function`, called with each rollout (task, base_url, key, headers,
+    sampling) and returning a reward, a list of per-turn rewards, or raising (a failed
+    rollout); or `scenario`: the scenarios played through the gateway, rewarded by their
+    environments. Empty (with no agent_url): the scenarios in this process, as without agents."""
+    agent_url: str = ""
+    """An agent behind HTTP (instead of agent): GET URL/ping must answer before training starts;
+    each rollout is POSTed to URL/invocations and the agent reports through the job-runtime
+    calls (CompleteRollout, UpdateReward), signed with the trainer's AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY."""
+    agent_timeout_s: float = 300.0
+    """Longest one agent rollout may take; past it the rollout is failed (counted, not fatal)."""
+    agent_concurrency: int = 8
+    """Agent rollouts running at once."""
+    agent_max_turns: int = 64
+    """Most model calls one agent rollout may make (the gateway answers 429 beyond)."""
+    dataset: str = ""
+    """A JSONL, CSV or Parquet file of prompts for the agent (a `prompt` column; the others go to
+    the agent and into the episode; a `split` column of train/eval, or eval_fraction); empty:
+    the scenarios' tasks."""
+    eval_fraction: float = 0.1
+    """Share of a dataset's rows held out for evaluation when it has no `split` column (by the
+    hash of each row's id: deterministic)."""
+    max_staleness: int = 1
+    """Agent rollouts only: how many policy versions the oldest turn of a trained group may lag
+    the trainer. Up to this many batches are rolled out ahead while the trainer updates; older
+    groups are dropped (counted); stale turns are corrected by the truncated importance weight
+    (tis_cap, 2 when tis_cap is 0). 0: synchronous, each batch sampled by the current policy."""
 
     def __post_init__(self) -> None:
         from trainer.advantages import ESTIMATORS  # torch: not imported with this module, which
@@ -179,6 +208,7 @@ class TrainConfig:
             )
         if self.engine_tolerance <= 0:
             raise ValueError(f"engine_tolerance must be > 0, not {self.engine_tolerance}")
+        self._check_agents()
         if self.kl_coef > 0 and self.lora_rank == 0:
             raise ValueError(
                 f"kl_coef={self.kl_coef} needs a LoRA adapter, and lora_rank=0 trains every "
@@ -187,6 +217,31 @@ class TrainConfig:
                 "Fix: set lora_rank > 0 (e.g. 16) to keep the KL, or kl_coef=0 to train "
                 "every weight without it."
             )
+
+    def _check_agents(self) -> None:
+        if self.agent and self.agent_url:
+            raise ValueError("give agent or agent_url, not both: one agent is trained per run")
+        if self.dataset and not (self.agent or self.agent_url):
+            raise ValueError(
+                f"dataset={self.dataset!r} needs an agent to play its prompts; fix: give "
+                "agent=module:function or agent_url=URL (or drop dataset to train on scenarios)"
+            )
+        if self.agent and self.agent != "scenario" and ":" not in self.agent:
+            raise ValueError(
+                f"agent must be module:function (e.g. my_pkg.agent:run) or scenario, not "
+                f"{self.agent!r}"
+            )
+        if self.max_staleness < 0:
+            raise ValueError(
+                f"max_staleness must be >= 0 (0: synchronous), not {self.max_staleness}"
+            )
+        for name in ("agent_concurrency", "agent_max_turns"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.agent_timeout_s <= 0:
+            raise ValueError(f"agent_timeout_s must be > 0, not {self.agent_timeout_s}")
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must be in [0, 1), not {self.eval_fraction}")
 
     @classmethod
     def help(cls) -> dict[str, str]:

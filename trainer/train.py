@@ -42,6 +42,7 @@ from trainer.checkpoints import (
     resume_point,
     save_checkpoint,
 )
+from trainer.collect import open_collection
 from trainer.config import TrainConfig
 from trainer.engines import open_engine
 from trainer.losses import (
@@ -278,6 +279,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     last_step = checkpoint_step(checkpoint) if checkpoint else None
     history = read_metrics(out / "metrics.jsonl", last_step)
     metrics_file = (out / "metrics.jsonl").open("a")
+    collection = None  # agents through the gateway (trainer/collect.py), when the config has one
 
     def record(values: dict[str, float], step: int) -> None:
         row = {"step": step, **values}
@@ -307,10 +309,13 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             max_new_tokens=cfg.max_new_tokens,
             seed=cfg.seed,
         )
+        collection = open_collection(cfg, sampler, scenarios)
+        score = collection.evaluate if collection else evaluate
+        update_cfg = collection.config if collection else cfg
         result: dict[str, Any] = {"out": str(out), "runtime": runtime_info(device)}
         if not resuming:
             if cfg.sft_steps:
-                result["before_warm_start"] = evaluate(sampler, scenarios, cfg)
+                result["before_warm_start"] = score(sampler, scenarios, cfg)
                 record({f"{k}": v for k, v in result["before_warm_start"].items()}, -2)
                 gold = sft_samples(oracle_episodes(scenarios, cfg.sft_seeds), sampler)
                 result["sft_steps"] = warm_start(model, sampler, cfg, gold, scenarios, record)
@@ -329,7 +334,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         if resuming:  # what the run measured before RL, read back (empty if that row is gone)
             result["before"] = evaluation_at(history, -1) or {}
         else:
-            result["before"] = evaluate(sampler, scenarios, cfg)
+            result["before"] = score(sampler, scenarios, cfg)
             record(result["before"], -1)
         warm = evaluation_at(history, -2) if resuming else None
         if warm is not None:
@@ -347,14 +352,20 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
             sampler.reseed(cfg.seed * 7919 + step)
             for group in optimizer.param_groups:  # a function of the step: resumes exactly
                 group["lr"] = learning_rate(cfg, step)
-            episodes = rollout_batch(sampler, scenarios, cfg, rng, step)
+            collected: dict[str, float] = {}
+            if collection:
+                episodes, collected = collection.batch(step)
+            else:
+                episodes = rollout_batch(sampler, scenarios, cfg, rng, step)
             valid = [e for e in episodes if e.valid]
             rewards = torch.tensor([e.reward for e in valid])
             samples, adv = training_samples(valid, estimate)
             stats: dict[str, float] = {}
             if samples:
-                stats = policy_update(model, optimizer, samples, cfg, pad, loss_fn)
-                stats.update(engine.sync(model, step + 1))  # the engine serves the update, checked
+                with collection.paused() if collection else contextlib.nullcontext():
+                    stats = policy_update(model, optimizer, samples, update_cfg, pad, loss_fn)
+                    stats.update(engine.sync(model, step + 1))  # the engine serves the update
+            stats.update(collected)
             stats.update(
                 {
                     "episode/reward": float(rewards.mean()) if len(valid) else 0.0,
@@ -365,16 +376,18 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
                 }
             )
             if (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
-                stats.update(evaluate(sampler, scenarios, cfg))
+                stats.update(score(sampler, scenarios, cfg))
             record(stats, step)
             if (step + 1) % cfg.checkpoint_every == 0:
                 save_checkpoint(out / "checkpoint", model, optimizer, step)
-        result["after"] = evaluate(sampler, scenarios, cfg)
+        result["after"] = score(sampler, scenarios, cfg)
         record(result["after"], cfg.steps)
         if cfg.lora_rank > 0:
             model.save_pretrained(out / "adapter")
         save_checkpoint(out / "checkpoint", model, optimizer, cfg.steps - 1)
     finally:
+        if collection is not None:
+            collection.close()
         metrics_file.close()
         stack.close()
     curve = plot_curve(history, out / "learning_curve.png")
