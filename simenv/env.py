@@ -16,9 +16,9 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from simenv.errors import InfraError, ResetNeeded, ScenarioError, ToolError
+from simenv.errors import InfraError, ResetNeeded, ScenarioError, SimenvError, ToolError
 from simenv.parsing import parse_action
-from simenv.scenario import Outcome, Scenario
+from simenv.scenario import Outcome, Scenario, User, UserContext
 from simenv.spaces import AssistantAction, ChatObservation
 from simenv.tools.sandbox import Sandbox
 from simenv.types import Action, Episode, Message, Step, Task, ToolCall, ToolResult
@@ -26,6 +26,7 @@ from simenv.types import Action, Episode, Message, Step, Task, ToolCall, ToolRes
 __all__ = ["MultiTurnEnv"]
 
 _MAX_SEED = 2**31 - 1
+_USER_STREAM = 0x05E2  # the user's generator: seeded by (episode seed, this), apart from tools'
 _NOTHING_INJECTED: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -45,9 +46,20 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
     message. The episode ends when the agent answers without a tool call (or calls one of the
     scenario's ``finish_tools``); the ``TimeLimit`` wrapper truncates it at ``max_turns``.
 
+    A scenario with a ``user`` (:class:`~simenv.scenario.User`, one per episode) is a
+    conversation: when the agent answers without a tool call, the user is asked for the next
+    message. A message comes back as a ``role: "user"`` message at the end of that step's
+    observation and the episode goes on; ``None`` ends it (``termination="user_end"``). A
+    finish tool still ends it at once, without asking the user.
+
+    **A turn** is one assistant turn: one call of ``step``, i.e. the agent's message, the
+    results of its tool calls and, in a conversation, the user's reply to an answer. That is
+    what ``max_turns``, ``info["turn"]``, ``Step.turn`` and the turn rewards count; user
+    messages are not turns of their own.
+
     One seed drives everything random in an episode (task choice, starting state, tool
-    randomness): the same seed and the same actions give the same transcript, state hash and
-    reward.
+    randomness, the user's randomness, drawn from a generator of its own): the same seed and
+    the same actions give the same transcript, state hash and reward.
 
     Build it with :func:`simenv.make`, which adds the standard wrappers, or directly as
     ``MultiTurnEnv(scenario)`` (no turn limit).
@@ -92,6 +104,9 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         self._task: Task | None = None
         self._seed = 0
         self._sandbox: Sandbox | None = None
+        self._user: User | None = None
+        self._user_rng: np.random.Generator | None = None
+        self._user_turns = 0  # user messages sent after the opening one
         self._messages: list[Message] = []
         self._steps: list[Step] = []
         self._turn = 0
@@ -150,6 +165,10 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
             if params
         }
         self._task, self._seed = task, seed
+        self._user, self._user_rng, self._user_turns = None, None, 0
+        if self.scenario.user is not None:
+            self._user_rng = np.random.Generator(np.random.PCG64([seed, _USER_STREAM]))
+            self._user = self._build_user(task, self._user_rng)
         self._episode_id = hashlib.sha1(
             f"{self.scenario.id}|{task.id}|{seed}".encode()
         ).hexdigest()[:16]
@@ -193,7 +212,8 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
             ``(observation, reward, terminated, truncated, info)``:
 
             - ``observation``: only the NEW messages: the assistant turn as recorded, then one
-              tool message per call, in order.
+              tool message per call, in order; in a conversation, after an answer without a
+              tool call, the user's reply last (``role: "user"``, also ``Step.user_message``).
             - ``reward``: this turn's reward, also recorded as its ``Step.reward``: the
               scenario's ``turn_reward`` of the episode so far (0.0 without one, and on a turn
               where the environment failed), plus, on the turn that ends the episode, the
@@ -201,7 +221,9 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
               ends, then the outcome reward. The rewards of an episode's turns sum to
               ``Episode.reward``.
             - ``terminated``: the agent ended the episode (answered without a tool call, or a
-              finish tool succeeded), or the environment failed (``info["valid"]`` False).
+              finish tool succeeded), or, in a conversation, the user ended it (an answer the
+              user did not reply to: ``termination="user_end"``), or the environment failed
+              (``info["valid"]`` False; a user that raises ``InfraError`` too).
             - ``truncated``: always False here; the ``TimeLimit`` wrapper truncates.
             - ``info``: ``turn``; at the end also ``termination``, ``valid``, ``error``,
               ``evaluation`` and ``reward_components``.
@@ -247,6 +269,17 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
         if self._valid and self.scenario.turn_reward is not None:
             self._score_turn(turn)
         info: dict[str, Any] = {"turn": turn}
+        if self._valid and not finished and not parsed.tool_calls and self._user is not None:
+            reply = self._ask_user(parsed.message)
+            if reply is not None:
+                self._messages.append(reply)
+                observation.append(reply)
+                self._steps[-1].user_message = reply
+                return observation, self._steps[-1].reward, False, False, info
+            if self._valid:
+                self.end_episode("user_end")
+                info.update(self._end_info())
+                return observation, self._steps[-1].reward, True, False, info
         if not self._valid:
             self.end_episode("infra_error")
         elif finished or not parsed.tool_calls:
@@ -342,6 +375,11 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
     def state(self) -> Sandbox | None:
         """The live sandbox of the current episode (``None`` without one)."""
         return self._sandbox
+
+    @property
+    def user(self) -> User | None:
+        """The user of the current (or last) episode, ``None`` without one (checks read it)."""
+        return self._user
 
     @property
     def task(self) -> Task | None:
@@ -479,6 +517,66 @@ class MultiTurnEnv(gym.Env[list[Message], Action]):
             return
         self._turn_rewards[-1] = value
         self._steps[-1] = replace(self._steps[-1], reward=value)
+
+    def _build_user(self, task: Task, rng: np.random.Generator) -> User:
+        factory = self.scenario.user
+        assert factory is not None
+        user = factory(task, self._sandbox, rng)
+        if not isinstance(user, User):
+            raise ScenarioError(
+                f"scenario {self.scenario.id!r}: its user factory returned {user!r:.100} for "
+                f"task {task.id!r}; it must return a simenv.users.User (a subclass with "
+                "reply(context) -> str | None)"
+            )
+        return user
+
+    def _ask_user(self, answer: Message) -> Message | None:
+        """The user's reply to the agent's answer as a message, or ``None`` (the end).
+
+        ``InfraError`` makes the episode invalid (``None`` is returned); a ``SimenvError``
+        (a wrong scenario, e.g. malformed user turns) propagates and a reset is needed; any
+        other exception, or a reply that is neither a string nor ``None``, is a bug in the
+        user: an ``InfraError``, with the traceback's last frames.
+        """
+        assert self._user is not None and self._task is not None and self._user_rng is not None
+        context = UserContext(
+            task=self._task,
+            messages=list(self._messages),
+            answer=str(answer.get("content") or ""),
+            turn=self._turn,
+            user_turn=self._user_turns,
+            state=self._sandbox,
+            rng=self._user_rng,
+        )
+        try:
+            text = self._user.reply(context)
+        except InfraError as exc:
+            self._valid, self._error = False, str(exc)
+            return None
+        except SimenvError:
+            self._needs_reset = True
+            raise
+        except Exception as exc:
+            where = traceback.format_exc(limit=-2)
+            self._valid = False
+            self._error = (
+                f"the user of scenario {self.scenario.id!r} ({type(self._user).__name__}) "
+                f"raised {type(exc).__name__}: {exc}. This is a bug in the user, not the "
+                f"agent's fault.\n{where}"
+            )
+            return None
+        if text is None:
+            return None
+        if not isinstance(text, str):
+            self._valid = False
+            self._error = (
+                f"the user of scenario {self.scenario.id!r} ({type(self._user).__name__}) "
+                f"replied {text!r:.100}; User.reply returns a string (the next message) or "
+                "None (the end of the conversation). This is a bug in the user."
+            )
+            return None
+        self._user_turns += 1
+        return {"role": "user", "content": text}
 
     def _build_sandbox(self, task: Task, rng: np.random.Generator) -> Sandbox | None:
         if self.scenario.sandbox is None:

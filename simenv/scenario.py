@@ -1,9 +1,10 @@
 """A scenario declares everything about one environment; :class:`Outcome` is what rewards see.
 
 A :class:`Scenario` is one object: id, system prompt, tools, the sandbox type, tasks with
-train/eval splits, the reward, an external evaluation, an oracle and the turn limit. It checks
-itself when built, so a broken definition fails at import with a message naming the field and
-the fix, never halfway through a training run.
+train/eval splits, the reward, an external evaluation, an oracle, the turn limit and, for a
+conversation, the user who speaks again after each answer (:class:`User`, one per episode). It
+checks itself when built, so a broken definition fails at import with a message naming the
+field and the fix, never halfway through a training run.
 
 Reward and evaluation take one argument, an :class:`Outcome`, and are kept apart on purpose: the
 reward is what training optimises (an optional turn reward also pays each turn as it is played);
@@ -14,6 +15,7 @@ reward shows up as high reward with low evaluation.
 
 from __future__ import annotations
 
+import abc
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +29,17 @@ from simenv.tools.base import Tool
 from simenv.tools.sandbox import Sandbox
 from simenv.types import Action, Episode, Message, Step, Task, ToolCall, ToolResult
 
-__all__ = ["ID_PATTERN", "SCORE_TOL", "Example", "Outcome", "Scenario", "parse_id"]
+__all__ = [
+    "ID_PATTERN",
+    "SCORE_TOL",
+    "Example",
+    "Outcome",
+    "Scenario",
+    "User",
+    "UserContext",
+    "UserFactory",
+    "parse_id",
+]
 
 SCORE_TOL = 1e-9
 """How far a reward may miss a bound and still count as reaching it: every check that compares a
@@ -71,8 +83,9 @@ class Outcome:
         messages: The whole conversation (so far, for a turn reward).
         steps: One record per turn (so far, for a turn reward; there the last step's
             ``reward`` is not set yet).
-        termination: ``answer``, ``finish_tool``, ``max_turns`` or ``time_limit``; always
-            ``unfinished`` for a turn reward, even on the turn that ends the episode.
+        termination: ``answer``, ``user_end`` (the scenario's user ended the conversation),
+            ``finish_tool``, ``max_turns`` or ``time_limit``; always ``unfinished`` for a turn
+            reward, even on the turn that ends the episode.
         seed: The episode seed.
     """
 
@@ -111,6 +124,54 @@ class Outcome:
     def called(self, name: str, *, ok: bool = True) -> list[dict[str, Any]]:
         """Arguments of every call to tool ``name`` (only successful ones when ``ok``)."""
         return [c.arguments for c, r in self.calls if c.name == name and not (ok and r.is_error)]
+
+
+@dataclass(frozen=True)
+class UserContext:
+    """What a :class:`User` sees when the agent has answered (a turn without a tool call).
+
+    Attributes:
+        task: The episode's task, hidden ``data`` included (the user's instructions, facts).
+        messages: The transcript the agent has seen and written so far, the system message
+            included, ending with the agent's answer (a copy: changing it changes nothing).
+        answer: The content of that answer, the agent's last assistant turn.
+        turn: Assistant turns so far (the answer's included).
+        user_turn: User messages sent after the opening one: 0 at the first reply.
+        state: The episode's live sandbox, or ``None`` without one. Read it, never change it.
+        rng: The user's own generator, seeded from the episode seed and independent of the
+            tools' one, so a user's randomness never shifts the state's (and vice versa).
+    """
+
+    task: Task
+    messages: list[Message]
+    answer: str
+    turn: int
+    user_turn: int
+    state: Any
+    rng: np.random.Generator
+
+
+class User(abc.ABC):
+    """The fourth participant of an episode: the person the agent talks to.
+
+    One method. When the agent answers without a tool call, the environment asks the
+    scenario's user for the next user message: a string continues the conversation (it reaches
+    the agent as a ``role: "user"`` message), ``None`` ends it (``termination="user_end"``). A
+    user lives for exactly one episode: ``Scenario.user(task, initial_state, rng)`` builds a
+    fresh one at every reset, so it may keep what it needs across turns on ``self``. Its
+    replies must depend only on the task, the context and its ``rng``: the same seed and the
+    same actions give the same conversation. Raise :class:`~simenv.errors.InfraError` when it
+    cannot answer for a reason that is not the agent's (an endpoint down, a replay miss): the
+    episode ends invalid. The kinds simenv ships are in :mod:`simenv.users`.
+    """
+
+    @abc.abstractmethod
+    def reply(self, context: UserContext) -> str | None:
+        """The next user message, or ``None`` when the user ends the conversation."""
+
+
+UserFactory = Callable[[Task, Any, np.random.Generator], User]
+"""``user(task, initial_state, rng) -> User``: builds the episode's user at reset."""
 
 
 RewardFn = Callable[[Outcome], float | Mapping[str, float]]
@@ -174,6 +235,13 @@ class Scenario:
             for tasks whose wording depends on the seeded state (default: ``task.prompt``).
         max_turns: Assistant turns before the episode is truncated.
         finish_tools: Tools whose successful call ends the episode (a ``submit`` tool).
+        user: ``user(task, initial_state, rng) -> User``, called once per episode at reset
+            (``initial_state`` is the fresh sandbox or ``None``; ``rng`` the user's own
+            generator, also given to every :class:`UserContext`), or ``None`` (the default):
+            one user message, and the episode ends at the agent's first answer without a tool
+            call. With a user, such an answer gets the user's next message instead, and the
+            episode ends when the user says nothing more (``None``), a finish tool succeeds, or
+            ``max_turns`` is reached. See :mod:`simenv.users`.
         reward_floor: The most a do-nothing agent may earn (checked by ``simenv check``).
         reward_ceiling: The least the oracle must earn (checked by ``simenv check``).
         random_state: Whether different seeds should give different starting states.
@@ -205,6 +273,7 @@ class Scenario:
     examples: Sequence[Example] = ()
     metrics: MetricsFn | None = None
     turn_reward: TurnRewardFn | None = None
+    user: UserFactory | None = None
     _by_id: dict[str, Task] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -266,6 +335,17 @@ class Scenario:
             raise ScenarioError(
                 f"{where}: turn_reward must be None or a function of one Outcome returning a "
                 f"float, got {self.turn_reward!r}"
+            )
+        if self.user is not None and (isinstance(self.user, User) or not callable(self.user)):
+            raise ScenarioError(
+                f"{where}: user must be None or a factory user(task, initial_state, rng) -> User "
+                f"called once per episode, got {self.user!r}"
+                + (
+                    "; pass the class or a function that builds one (e.g. user=ScriptedUser), "
+                    "not an instance shared by every episode"
+                    if isinstance(self.user, User)
+                    else ""
+                )
             )
         if self.max_turns < 1:
             raise ScenarioError(f"{where}: max_turns must be at least 1, got {self.max_turns}")

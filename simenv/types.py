@@ -192,8 +192,12 @@ class Step:
         tool_results: One result per call, in order.
         reward: The reward returned by ``step`` for this turn: the scenario's turn reward (0.0
             without a ``turn_reward``), plus the outcome reward on the episode's last turn.
-        terminated: Whether the episode ended by the agent's choice on this turn.
+        terminated: Whether the episode ended on this turn (the agent's choice, the user's, or
+            the environment's failure).
         truncated: Whether the episode was cut off on this turn.
+        user_message: The ``role: "user"`` message the scenario's user sent after this turn
+            (the agent answered without a tool call and the conversation went on), else
+            ``None``. It is also in the episode's ``messages``, right after this turn's.
     """
 
     turn: int
@@ -203,6 +207,7 @@ class Step:
     reward: float = 0.0
     terminated: bool = False
     truncated: bool = False
+    user_message: Message | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of this step."""
@@ -219,6 +224,7 @@ class Step:
             reward=d.get("reward", 0.0),
             terminated=d.get("terminated", False),
             truncated=d.get("truncated", False),
+            user_message=d.get("user_message"),
         )
 
 
@@ -240,7 +246,8 @@ class Episode:
             turn rewards) and, for an outcome reward without components, ``outcome``, so the
             components sum to ``reward``. Empty for an invalid episode.
         evaluation: The scenario's external judgement of success (separate from the reward).
-        termination: Why it ended: ``answer``, ``finish_tool``, ``max_turns``, ``time_limit``
+        termination: Why it ended: ``answer``, ``user_end`` (the user said nothing more),
+            ``finish_tool``, ``max_turns``, ``time_limit``
             (the runner's wall-clock limit), ``infra_error``, or ``unfinished``.
         valid: False when the environment failed (``InfraError``); the trainer drops these.
         error: The infrastructure error message when ``valid`` is False.

@@ -105,7 +105,7 @@ def test_a_new_top_level_module_must_be_placed_in_a_layer(tree: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- scenarios
-PUBLIC_MODULES = re.compile(r"^simenv(\.parsing|\.sop|\.tools(\.\w+)*)?$")
+PUBLIC_MODULES = re.compile(r"^simenv(\.parsing|\.sop|\.users|\.tools(\.\w+)*)?$")
 
 
 def private_imports(source: str) -> list[str]:

@@ -44,7 +44,8 @@ def check_api(scenario: Scenario, options: CheckOptions) -> CheckResult:
 
     Proves: reset/step return what the spaces contain; ``info`` has the documented keys;
     ``terminated``/``truncated`` are bools and never merged; truncation happens exactly at
-    ``max_turns``; a final answer terminates; stepping before reset or after the end raises
+    ``max_turns``; a final answer terminates (in a conversation: gets a ``role: "user"`` reply,
+    until the user ends it or the turns run out); stepping before reset or after the end raises
     ``ResetNeeded``; ``close()`` is idempotent.
     """
     problem = _gymnasium_check(scenario, options)
@@ -95,9 +96,14 @@ def check_api(scenario: Scenario, options: CheckOptions) -> CheckResult:
         except ResetNeeded:
             pass
         env.reset(seed=options.seed, options={"task_id": task})
-        _, _, terminated, truncated, _ = env.step("My final answer.")
-        if not terminated or truncated:
-            return CheckResult("api", "fail", "an answer without a tool call must terminate")
+        if scenario.user is not None:
+            problem = _conversation_problem(env, scenario)
+            if problem:
+                return CheckResult("api", "fail", problem, task, options.seed)
+        else:
+            _, _, terminated, truncated, _ = env.step("My final answer.")
+            if not terminated or truncated:
+                return CheckResult("api", "fail", "an answer without a tool call must terminate")
     # Its own environment: `opened` closes the one above again, and a close() that raises on a
     # second call would turn this check's finding into a crash of the check.
     closing = make(scenario, env_class=options.env_class)
@@ -108,6 +114,26 @@ def check_api(scenario: Scenario, options: CheckOptions) -> CheckResult:
     except Exception as exc:
         return CheckResult("api", "fail", f"a second close() raised {exc!r}")
     return CheckResult("api", "pass", "gymnasium check_env and the simenv contract hold")
+
+
+def _conversation_problem(env: Any, scenario: Scenario) -> str | None:
+    """What is wrong with how a conversation answers plain answers, or ``None``."""
+    for turn in range(1, scenario.max_turns + 1):
+        observation, _, terminated, truncated, info = env.step("My final answer.")
+        if terminated or truncated:
+            if terminated and info.get("termination") not in ("user_end", "infra_error"):
+                return (
+                    f"an answer in a conversation ended the episode with termination "
+                    f"{info.get('termination')!r}; it must be 'user_end' when the user ends it"
+                )
+            return None
+        last = observation[-1] if observation else {}
+        if last.get("role") != "user" or not isinstance(last.get("content"), str):
+            return (
+                f"turn {turn}: an answer without a tool call neither ended the conversation "
+                f"nor got a role 'user' reply (the observation ends with {last!r:.80})"
+            )
+    return "the conversation did not end at max_turns"
 
 
 def _schema_problems(name: str, schema: dict[str, Any]) -> list[str]:

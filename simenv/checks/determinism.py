@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
@@ -19,7 +20,7 @@ from simenv.checks.report import CheckResult
 from simenv.env import MultiTurnEnv
 from simenv.rollouts.policies.scripted import Oracle, Random
 from simenv.scenario import Scenario
-from simenv.types import Action
+from simenv.types import Action, Episode
 
 __all__ = ["check_determinism", "check_isolation"]
 
@@ -29,7 +30,9 @@ def check_determinism(scenario: Scenario, options: CheckOptions) -> CheckResult:
 
     Proves: the same seed gives the same first observation and state hash; the same seed and
     actions (oracle and seeded random) give identical episodes and rewards; different seeds
-    give different starting states when the scenario declares ``random_state``.
+    give different starting states when the scenario declares ``random_state``. The
+    transcript includes the user's messages, so a user whose replies are not determined by
+    the seed and the conversation fails here, with a hint saying so.
     """
     tasks = sample_tasks(scenario, options)
     started, checked = time.perf_counter(), 0
@@ -65,7 +68,8 @@ def check_determinism(scenario: Scenario, options: CheckOptions) -> CheckResult:
                         return CheckResult(
                             "determinism",
                             "fail",
-                            f"the same seed and actions gave different episodes at {where}",
+                            f"the same seed and actions gave different episodes at {where}"
+                            + _user_hint(a, where),
                             task.id,
                             seed,
                             actions,
@@ -95,6 +99,26 @@ def check_determinism(scenario: Scenario, options: CheckOptions) -> CheckResult:
             else ""
         ),
     )
+
+
+_MESSAGE_AT = re.compile(r"^\.messages\[(\d+)\]")
+
+
+def _user_hint(episode: Episode, where: str) -> str:
+    """A hint when the first difference is a message of the scenario's user."""
+    match = _MESSAGE_AT.match(where)
+    user_message = (
+        match is not None
+        and int(match.group(1)) < len(episode.messages)
+        and (episode.messages[int(match.group(1))].get("role") == "user")
+    )
+    if user_message or ".user_message" in where:
+        return (
+            ": the user replied differently to the same conversation. A User draws its "
+            "randomness from context.rng only (never module random, np.random, the clock or "
+            "a live model that is not recorded: replay an LLM user from a cassette)"
+        )
+    return ""
 
 
 def _episodes(scenario: Scenario, options: CheckOptions) -> list[tuple[str, int, list[Action]]]:

@@ -8,9 +8,11 @@ from typing import Any
 
 from simenv.checks.episodes import CheckOptions, opened, play, sample_tasks
 from simenv.checks.report import CheckResult
+from simenv.env import MultiTurnEnv
 from simenv.rollouts.policies.scripted import Null, Oracle, Random, Scripted
 from simenv.scenario import SCORE_TOL, Scenario
 from simenv.types import Episode, Task
+from simenv.users.hidden import Hidden, hidden
 
 __all__ = ["check_examples", "check_leaks", "check_reward_sanity"]
 
@@ -112,16 +114,23 @@ def check_leaks(scenario: Scenario, options: CheckOptions) -> CheckResult:
     Gold answers are the values of ``task.data`` whose keys name one of the scenario's
     ``secret_keys`` (``answer``, ``gold``, ``expected``, ``solution`` by default). They must not
     appear in the prompts, the tool descriptions, or any tool result of the null and random
-    policies' episodes; no tool result may talk about the reward or the score.
+    policies' episodes; no tool result may talk about the reward or the score. In a
+    conversation, the user's hidden texts (:func:`simenv.users.hidden`) are secrets too: its
+    hidden instructions always, a persona's facts until an agent message asks for them.
     """
     schemas = " ".join(f"{t.description} {t.parameters}" for t in scenario.tools)
     checked = 0
     with opened(scenario, options) as env:
+        base = env.unwrapped
+        assert isinstance(base, MultiTurnEnv)
         for i, task in enumerate(sample_tasks(scenario, options)):
             seed = options.seed + i
             secrets = _secrets(scenario, task)
-            episodes = [play(env, task.id, seed, p) for p in (Null(), Random(seed=seed))]
-            for episode, actions in episodes:
+            for policy in (Null(), Random(seed=seed)):
+                episode, actions = play(env, task.id, seed, policy)
+                found = _user_leak(episode, hidden(base.user), schemas)
+                if found is not None:
+                    return CheckResult("leaks", "fail", found, task.id, seed, actions)
                 for where, text in [("tool descriptions", schemas), *_seen(episode)]:
                     checked += 1
                     leaked = next((s for s in secrets if s in text), None)
@@ -146,6 +155,38 @@ def check_leaks(scenario: Scenario, options: CheckOptions) -> CheckResult:
                             actions,
                         )
     return CheckResult("leaks", "pass", f"no gold answer or reward in {checked} texts shown")
+
+
+def _user_leak(episode: Episode, secrets: list[Hidden], schemas: str) -> str | None:
+    """Where a user's hidden text shows before the agent asked for it, or ``None``.
+
+    Walks the transcript in order: a text whose ``asked_by`` an agent message matches may show
+    from then on; the others (hidden instructions) never.
+    """
+    if not secrets:
+        return None
+    secrets = sorted(secrets, key=lambda h: bool(h.asked_by))  # the never-shown ones first
+    asked: set[int] = set()
+    seen = [("tool descriptions", "tool", schemas)] + [
+        (f"{m.get('role')} message {n}", str(m.get("role")), str(m.get("content") or ""))
+        for n, m in enumerate(episode.messages)
+    ]
+    for where, role, text in seen:
+        if role == "assistant":
+            asked.update(
+                k
+                for k, h in enumerate(secrets)
+                if any(re.search(p, text, re.IGNORECASE) for p in h.asked_by)
+            )
+            continue
+        for k, h in enumerate(secrets):
+            if k not in asked and h.text in text:
+                when = "before the agent asked for it" if h.asked_by else "(it must never show)"
+                return (
+                    f"the user's {h.what} {h.text!r:.60} appears in the {where} {when}: the "
+                    "agent learns what it should have to ask for, or the user's script"
+                )
+    return None
 
 
 def check_examples(scenario: Scenario, options: CheckOptions) -> CheckResult:

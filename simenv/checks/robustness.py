@@ -96,13 +96,19 @@ def garbage(rng: np.random.Generator, tools: list[dict[str, Any]]) -> Action:
 
 
 def _reaches_agent(observation: list[Any]) -> str | None:
-    """Every call in the assistant turn has a tool message with its id; errors say so."""
+    """Every call in the assistant turn has a tool message with its id; errors say so.
+
+    An answer without a tool call may be followed by the user's reply (a conversation).
+    """
     assistant = observation[0]
     ids = [c["id"] for c in assistant.get("tool_calls") or []]
-    answered = [m.get("tool_call_id") for m in observation[1:]]
+    rest = observation[1:]
+    if not ids and len(rest) == 1 and rest[0].get("role") == "user":
+        return None if isinstance(rest[0].get("content"), str) else "a user reply has no text"
+    answered = [m.get("tool_call_id") for m in rest]
     if ids != answered:
         return f"calls {ids} were answered by tool messages {answered}"
-    for m in observation[1:]:
+    for m in rest:
         if m.get("role") != "tool" or not isinstance(m.get("content"), str) or not m["content"]:
             return f"a tool message is empty or malformed: {m!r:.200}"
     return None

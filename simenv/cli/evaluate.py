@@ -246,6 +246,10 @@ def _print_tables(
     for label, s in summaries.items():
         counts = ", ".join(f"{reason} {n}" for reason, n in s.termination.items())
         out.print(f"[bold]{escape(label)}[/] termination: {escape(counts)}")
+        reliability = [k for k in s.ks if f"eval/pass^{k}" in s.metrics]
+        if s.conversational and reliability:
+            line = ", ".join(f"pass^{k} {s.metrics[f'eval/pass^{k}']:.3f}" for k in reliability)
+            out.print(f"  reliability over k trials (a conversation): {escape(line)}")
         short = [
             f"pass@{k}: {s.pass_groups[k]} of {s.groups} groups"
             for k in s.ks

@@ -13,7 +13,8 @@ formulas, are in ``docs/evaluation.md``; in short:
 - Intervals are percentile bootstraps of the mean, seeded so a report is reproducible. Samples
   of one group are not independent, so the bootstrap resamples groups, not episodes.
 - Metric keys are namespaced: ``episode/...`` (per-episode means), ``eval/...`` (the scenario's
-  evaluation), ``tools/...`` (tool use), ``termination/...`` (shares of episodes).
+  evaluation), ``tools/...`` (tool use), ``termination/...`` (shares of episodes), ``users/...``
+  (conversations: episodes whose scenario has a user, see :func:`user_turn_scores`).
 
 Example::
 
@@ -43,12 +44,16 @@ __all__ = [
     "compare",
     "episode_tokens",
     "group_key",
+    "is_conversation",
     "jsonable",
     "outcome",
     "run_label",
     "split_runs",
     "summarize",
+    "user_turn_scores",
 ]
+
+_TOL = 1e-9  # a turn score above this is a success (rewards are sums of floats)
 
 DEFAULT_KS = (1, 2, 4, 8)
 """The k of pass@k and pass^k when none are given."""
@@ -98,6 +103,34 @@ def episode_tokens(episode: Episode) -> tuple[int, int] | None:
         prompt += _count(turn, "prompt")
         completion += _count(turn, "completion")
     return prompt, completion
+
+
+def is_conversation(episode: Episode) -> bool:
+    """Whether the episode's scenario has a user (the user spoke again, or ended it)."""
+    return episode.termination == "user_end" or any(s.user_message for s in episode.steps)
+
+
+def user_turn_scores(episode: Episode) -> list[float] | None:
+    """The score of the agent's work on each user turn of a conversation, in order.
+
+    A user turn is the opening message or a later user message; its score is the turn reward
+    of the answer (the turn without a tool call) that ended the agent's work on it, the
+    outcome reward left out: what :func:`simenv.users.instruction_reward` pays for that
+    instruction's check. A user turn never answered (the turns ran out) scores 0.0. ``None``
+    for an episode that is not a conversation, or whose scenario pays no turn rewards (its
+    ``reward_components`` have no ``turns``).
+    """
+    if not is_conversation(episode) or "turns" not in episode.reward_components:
+        return None
+    outcome_reward = episode.reward - episode.reward_components["turns"]
+    scores: list[float] = []
+    for i, step in enumerate(episode.steps):
+        if step.tool_calls:
+            continue
+        last = i == len(episode.steps) - 1
+        scores.append(step.reward - outcome_reward if last else step.reward)
+    asked = 1 + sum(1 for s in episode.steps if s.user_message)
+    return (scores + [0.0] * asked)[:asked]
 
 
 def _count(turn: Mapping[str, Any], part: str) -> int:
@@ -158,6 +191,8 @@ class Summary:
         tools: Per tool name: ``calls``, ``errors``, ``error_rate``, ``calls_per_episode``
             and mean ``latency_s``.
         termination: Episodes per termination reason (invalid ones included).
+        conversational: Whether the run's episodes are conversations (their scenario has a
+            user): reports then lead with pass^k, the reliability over k trials.
     """
 
     episodes: int
@@ -170,6 +205,7 @@ class Summary:
     per_task: dict[str, dict[str, float]]
     tools: dict[str, dict[str, float]]
     termination: dict[str, int]
+    conversational: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (non-finite numbers become None)."""
@@ -247,6 +283,7 @@ def summarize(
         per_task=per_task,
         tools=tools,
         termination=termination,
+        conversational=any(is_conversation(e) for e in episodes),
     )
 
 
@@ -262,6 +299,7 @@ _ORDER = (
     "tools/calls_per_episode",
     "tools/error_rate",
     "tools/",
+    "users/",
     "episode/invalid_rate",
     "termination/",
 )
@@ -293,6 +331,15 @@ def _means(valid: Sequence[Episode], total: int) -> dict[str, float]:
     out["tools/calls_per_episode"] = calls / n
     if calls:
         out["tools/error_rate"] = sum(e.tool_errors for e in valid) / calls
+    talks = [e for e in valid if is_conversation(e)]
+    if talks:
+        out["users/turns"] = sum(
+            1 + sum(1 for s in e.steps if s.user_message) for e in talks
+        ) / len(talks)
+        scored = [x for x in map(user_turn_scores, talks) if x is not None]
+        if scored:
+            turns = [score for scores in scored for score in scores]
+            out["users/turn_success"] = sum(score > _TOL for score in turns) / len(turns)
     tokens = [t for t in map(episode_tokens, valid) if t is not None]
     if tokens:
         out["episode/prompt_tokens"] = sum(p for p, _ in tokens) / len(tokens)

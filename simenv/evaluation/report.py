@@ -118,6 +118,18 @@ def _cards(summaries: Mapping[str, Summary]) -> str:
                     f"over {s.pass_groups[best_k]} groups",
                 )
             )
+        reliability = [k for k in s.ks if f"eval/pass^{k}" in m]
+        if s.conversational and reliability:  # tau-bench's measure leads for conversations
+            cards.insert(
+                1,
+                (
+                    "pass^k (all k trials succeed)",
+                    " / ".join(_fmt(m[f"eval/pass^{k}"]) for k in reliability),
+                    "k = " + ", ".join(map(str, reliability)),
+                ),
+            )
+        if "users/turn_success" in m:
+            cards.append(("user turns", _fmt(m["users/turn_success"]), "share solved"))
         cards.append(("invalid", _fmt(m.get("episode/invalid_rate")), "share of episodes"))
         body = "".join(
             f'<div class="card"><span>{_esc(name)}</span><b>{_esc(value)}</b>'

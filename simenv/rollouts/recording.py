@@ -4,9 +4,9 @@ Both work by playing the scenario's oracle on every task, which exercises exactl
 solved episode needs:
 
 - :func:`record_scenario` opens a recording session on every cassette the scenario's tools
-  declare (``replay=``), switches all of them to ``record`` and plays the oracle: each distinct
-  call goes to the live tool once, and each cassette is rewritten once at the end (only if
-  every episode ran). This is ``simenv record ID``.
+  declare (``replay=``), and its LLM user's, switches all of them to ``record`` and plays the
+  oracle: each distinct call goes to the live tool once, and each cassette is rewritten once
+  at the end (only if every episode ran). This is ``simenv record ID``.
 - :func:`coverage` reads the cassette files again, plays the oracle in strict ``replay`` mode
   and lists the calls that found
   nothing recorded (*missing*: a replayed episode would fail) and the recorded entries no call
@@ -39,9 +39,13 @@ __all__ = [
 
 
 def cassettes(scenario: Scenario) -> list[Recording]:
-    """The distinct cassettes the scenario's tools are replayed from, in tool order."""
+    """The distinct cassettes the scenario's tools are replayed from, in tool order.
+
+    Then the user's, when the scenario's ``user`` factory declares one as ``replay`` (an LLM
+    user: :class:`simenv.users.LLMUserFactory`), recorded and covered like a tool's.
+    """
     out: list[Recording] = []
-    for tool in scenario.tools:
+    for tool in [*scenario.tools, scenario.user]:
         cassette = getattr(tool, "replay", None)
         if isinstance(cassette, Recording) and all(cassette is not c for c in out):
             out.append(cassette)
