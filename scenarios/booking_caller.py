@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from simenv.users import User, UserContext
+
+from simenv.users import Hidden, User, UserContext
 
 PATIENCE = 5
 """Customer replies after the opening one before an unhelpful agent loses the customer."""
@@ -84,6 +85,12 @@ class Customer(User):
         own = ("refund_method",) if goal == "cancel" else ("new_check_in",)
         keep = ("booking_ref", "full_name", "date_of_birth", "reason", *own)
         self.facts = {k: facts[k] for k in keep}
+        self.hidden = tuple(
+            Hidden(f"fact {k!r}", v, (_ASKS[k].pattern,))
+            for k, v in self.facts.items()
+            if k not in ("reason", "refund_method")  # said in words, not as these keys
+        )
+        """What the leak check looks for before the agent asks (``simenv.users.hidden``)."""
 
     def asked(self, text: str) -> list[str]:
         """The facts the agent's message asks for, in the order the customer tells them."""

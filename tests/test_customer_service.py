@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import simenv
+import simenv.checks
 from scenarios import customer_service as cs
 from scenarios.booking_caller import PATIENCE, Customer
 from simenv.checks.episodes import comparable
@@ -169,11 +171,12 @@ def test_customer_reveals_each_fact_only_when_asked() -> None:
 
 def test_customer_does_not_answer_a_statement_that_names_a_fact() -> None:
     customer = Customer("cancel", FACTS)
-    for statement in (
-        "Your booking reference is in the confirmation email.",  # no question, no request
-        "Cancelled: $300 refunded to your card, not credit.",
-    ):
-        assert customer.reply(_context(customer, statement)) is None, statement
+    # no question, no request: a nudge that tells nothing
+    statement = "Your booking reference is in the confirmation email."
+    nudge = customer.reply(_context(customer, statement))
+    assert nudge is not None and _revealed(nudge) == set()
+    settled = "Cancelled: $300 refunded to your card, not credit."
+    assert customer.reply(_context(customer, settled)) is None
     # the date of birth is not a check-in date
     change = Customer("change", FACTS)
     assert _revealed(change.reply(_context(change, "What is your date of birth?"))) == {
@@ -382,3 +385,36 @@ def test_the_examples_earn_what_they_state(env) -> None:
             env, Scripted(example.actions), seed=example.seed, task_id=example.task_id
         )
         assert episode.reward == example.reward, example.title
+
+
+# ----------------------------------------------------------------------------- simenv check
+def test_simenv_check_passes() -> None:
+    report = simenv.checks.check(ID, fast=True)
+    assert report.ok, report.summary()
+    statuses = {r.check: r.status for r in report.results}
+    assert set(statuses.values()) <= {"pass", "skip"} and statuses["replay"] == "skip", statuses
+
+
+class _Blurts(Customer):
+    """Never hangs up, and gives its booking reference with every reply, asked or not: a leak."""
+
+    def reply(self, context: UserContext) -> str | None:
+        said = super().reply(context) or "Thanks."
+        return f"{said} By the way, my booking is {self.facts['booking_ref']}."
+
+
+class _Moody(Customer):
+    """Words its replies by a generator of its own, not the episode's: not deterministic."""
+
+    def reply(self, context: UserContext) -> str | None:
+        return super().reply(replace(context, rng=np.random.default_rng()))
+
+
+@pytest.mark.parametrize(("kind", "check"), [(_Blurts, "leaks"), (_Moody, "determinism")])
+def test_simenv_check_fails_a_broken_customer(kind: type[Customer], check: str) -> None:
+    def factory(task: simenv.Task, desk: cs.Bookings, rng: np.random.Generator) -> Customer:
+        return kind(task.data["goal"], desk._caller)
+
+    broken = replace(cs.SCENARIO, user=factory)
+    (result,) = simenv.checks.check(broken, only=[check], fast=True).results
+    assert result.status == "fail", result.message
