@@ -21,6 +21,7 @@ BUNDLED: dict[str, str] = {
     "sql/Analyst-v1": "scenarios.sql_analyst:SCENARIO",
     "lookup/Knowledge-v1": "scenarios.knowledge_lookup:SCENARIO",
     "code/Repair-v1": "scenarios.code_repair:SCENARIO",
+    "service/Bookings-v1": "scenarios.customer_service:SCENARIO",
 }
 """Scenario id -> ``module:attribute`` of its ``Scenario``."""
 
